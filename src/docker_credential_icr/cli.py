@@ -1,0 +1,168 @@
+"""argv → action. Stdout carries only the protocol answer or a one-line error.
+
+Docker runs `docker-credential-icr ACTION` with the request on stdin. Anything that
+is not the answer goes to stderr; every failure becomes one line on stdout, exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from docker_credential_icr import DIST_NAME, __version__, log
+from docker_credential_icr.protocol import PROGRAM, USAGE, HelperError
+
+HELP = f"""\
+{PROGRAM} — Docker credential helper for IBM Cloud Container Registry (icr.io)
+
+Docker, Podman, Buildah and Skopeo run this program themselves once
+~/.docker/config.json routes the ICR hosts to it:
+
+    {{"credHelpers": {{"us.icr.io": "icr", "icr.io": "icr"}}}}
+
+Protocol actions (request on stdin, answer on stdout):
+  get        print the credentials for the server URL read from stdin
+  store      store {{"ServerURL","Username","Secret"}} read from stdin (docker login)
+  erase      forget the credentials for the server URL read from stdin (docker logout)
+  list       print {{host: username}} for the stored credentials (never a secret)
+  version    print the version
+
+Options:
+  -h, --help      this text
+  --version       print the version
+
+Examples:
+  export IBMCLOUD_API_KEY=@$HOME/.bluemix/apikey.txt   # or the key itself
+  echo us.icr.io | {PROGRAM} get
+  echo "$KEY" | docker login -u iamapikey --password-stdin us.icr.io
+
+Environment: IBMCLOUD_API_KEY / IC_API_KEY, DOCKER_CREDENTIAL_ICR_MODE
+(auto|refresh|bearer|apikey), DOCKER_CREDENTIAL_ICR_REGISTRIES, DOCKER_CREDENTIAL_ICR_CONFIG,
+DOCKER_CREDENTIAL_ICR_LOG (debug|info|warning), DOCKER_CREDENTIAL_ICR_LOG_FILE.
+"""
+
+
+def _read_request() -> str:
+    from docker_credential_icr.protocol import MAX_REQUEST_BYTES, decode_request
+
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    raw = stdin.read(MAX_REQUEST_BYTES + 1) if stdin is not None else b""
+    return decode_request(raw)
+
+
+def _get() -> str:
+    from docker_credential_icr import answer, settings, sources
+    from docker_credential_icr.hosts import canonical_host, is_icr_host
+    from docker_credential_icr.protocol import NotFound, encode_credentials, parse_server_url
+    from docker_credential_icr.store import CredentialStore
+
+    server_url = parse_server_url(_read_request())
+    cfg = settings.load()
+    host = canonical_host(server_url)
+    if not is_icr_host(host, cfg.registries):
+        log.debug(f"get: {server_url!r} is not an ICR host")
+        raise NotFound
+    identity = sources.find(host, cfg, CredentialStore())
+    if identity is None:
+        log.debug(f"get: no credentials for {host}")
+        raise NotFound
+    username, secret = answer.answer(identity, cfg)
+    log.debug(f"get: {host} answered as {username} from {identity.origin}")
+    return encode_credentials(server_url, username, secret)
+
+
+def _store() -> str:
+    from docker_credential_icr import settings, sources
+    from docker_credential_icr.hosts import canonical_host, is_icr_host
+    from docker_credential_icr.protocol import parse_store_request
+    from docker_credential_icr.store import CredentialStore
+
+    server_url, username, secret = parse_store_request(_read_request())
+    log.remember_secret(secret)
+    cfg = settings.load()
+    host = canonical_host(server_url)
+    if not is_icr_host(host, cfg.registries):
+        raise HelperError(
+            f"store: {server_url[:200]!r} is not an IBM Cloud Container Registry host; nothing "
+            "stored (add it with DOCKER_CREDENTIAL_ICR_REGISTRIES if it is one)"
+        )
+    sources.check_store_username(host, username)
+    if not secret:
+        raise HelperError(f"store: empty secret for {host}; nothing stored")
+    CredentialStore().put(host, username, secret)
+    log.info(f"store: saved {username} credentials for {host}")
+    return ""
+
+
+def _erase() -> str:
+    from docker_credential_icr.hosts import canonical_host
+    from docker_credential_icr.protocol import parse_server_url
+    from docker_credential_icr.store import CredentialStore
+
+    server_url = parse_server_url(_read_request())
+    host = canonical_host(server_url)
+    if host is None:
+        raise HelperError(f"erase: {server_url[:200]!r} is not a registry host name; nothing erased")
+    if CredentialStore().delete(host):
+        log.info(f"erase: removed stored credentials for {host}")
+    else:
+        log.debug(f"erase: nothing stored for {server_url!r}")
+    return ""
+
+
+def _list() -> str:
+    from docker_credential_icr.protocol import encode_list
+    from docker_credential_icr.store import CredentialStore
+
+    return encode_list(CredentialStore().usernames())
+
+
+def _version() -> str:
+    return f"{PROGRAM} ({DIST_NAME}) {__version__}\n"
+
+
+ACTIONS = {"get": _get, "store": _store, "erase": _erase, "list": _list, "version": _version}
+
+
+def _run_action(name: str) -> int:
+    try:
+        out = ACTIONS[name]()
+    except HelperError as exc:
+        out, status = log.redact(str(exc)).replace("\n", " ") + "\n", 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        out, status = log.redact(f"{name}: {exc.strerror or exc}{where}") + "\n", 1
+    except Exception as exc:  # a bug: still one line, never a traceback with secrets
+        log.debug(f"{name}: unexpected {type(exc).__name__}: {exc}")
+        out, status = f"{name}: internal error ({type(exc).__name__}); "\
+                      "rerun with DOCKER_CREDENTIAL_ICR_LOG=debug\n", 1
+    else:
+        status = 0
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(HELP)
+        return 0
+    if args == ["--version"]:
+        args = ["version"]
+    if len(args) != 1:
+        sys.stdout.write(USAGE + "\n")
+        return 1
+    if args[0] not in ACTIONS:
+        sys.stdout.write(f"{PROGRAM}: unknown action: {args[0]}\n")
+        return 1
+    try:
+        return _run_action(args[0])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        # A closed stdout (client gone) must not turn into a traceback on stderr.
+        try:
+            sys.stdout.flush()
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,0 +1,121 @@
+"""Settings from the environment and config.toml; the environment wins.
+
+config.toml keys:
+    mode = "auto" | "refresh" | "bearer" | "apikey"
+    registries = ["myreg.example.com:5000", ...]   # extra hosts treated as ICR hosts
+    deadline = 30                                   # seconds one `get` may take
+    iam_endpoint = "https://iam.cloud.ibm.com"
+"""
+
+from __future__ import annotations
+
+import os
+
+from docker_credential_icr import paths
+from docker_credential_icr.hosts import parse_registry_list
+from docker_credential_icr.protocol import HelperError
+
+MODES = ("auto", "refresh", "bearer", "apikey")
+DEFAULT_IAM_ENDPOINT = "https://iam.cloud.ibm.com"
+DEFAULT_DEADLINE = 30.0
+_KNOWN_KEYS = ("mode", "registries", "deadline", "iam_endpoint")
+
+
+class ConfigError(HelperError):
+    """A setting is wrong; the message names the file or variable and the key."""
+
+
+class Settings:
+    __slots__ = ("config_path", "deadline", "iam_endpoint", "mode", "registries")
+
+    def __init__(self, mode: str, registries: frozenset[str], deadline: float,
+                 iam_endpoint: str, config_path: str | None) -> None:
+        self.mode = mode
+        self.registries = registries
+        self.deadline = deadline
+        self.iam_endpoint = iam_endpoint
+        self.config_path = config_path
+
+
+def _read_config(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    # tomllib (and the `re` it pulls in) is only paid for when a config file exists.
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"invalid config file {path}: {exc}") from None
+
+
+def _mode(value: object, where: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)} (got {value!r})")
+    return value.strip().lower()
+
+
+def _deadline(value: object, where: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not 0 < seconds <= 3600:
+        raise ConfigError(f"{where}: deadline must be a number of seconds in (0, 3600] (got {value!r})")
+    return seconds
+
+
+def load() -> Settings:
+    path = paths.config_file()
+    cfg = _read_config(path)
+    for key in cfg:
+        if key not in _KNOWN_KEYS:
+            raise ConfigError(f"config file {path}: unknown key {key!r} "
+                              f"(known keys: {', '.join(_KNOWN_KEYS)})")
+    where = f"config file {path}"
+
+    mode = "auto"
+    if "mode" in cfg:
+        mode = _mode(cfg["mode"], f"{where}, key 'mode'")
+    env_mode = os.environ.get("DOCKER_CREDENTIAL_ICR_MODE")
+    if env_mode:
+        mode = _mode(env_mode, "DOCKER_CREDENTIAL_ICR_MODE")
+
+    registries: frozenset[str] = frozenset()
+    if "registries" in cfg:
+        value = cfg["registries"]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}, key 'registries': must be a list of host[:port] strings")
+        try:
+            registries = parse_registry_list(",".join(value), f"{where}, key 'registries'")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    env_regs = os.environ.get("DOCKER_CREDENTIAL_ICR_REGISTRIES")
+    if env_regs:
+        try:
+            registries = registries | parse_registry_list(env_regs, "DOCKER_CREDENTIAL_ICR_REGISTRIES")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    deadline = DEFAULT_DEADLINE
+    if "deadline" in cfg:
+        deadline = _deadline(cfg["deadline"], f"{where}, key 'deadline'")
+    env_deadline = os.environ.get("DOCKER_CREDENTIAL_ICR_DEADLINE")
+    if env_deadline:
+        deadline = _deadline(env_deadline, "DOCKER_CREDENTIAL_ICR_DEADLINE")
+
+    iam_endpoint = DEFAULT_IAM_ENDPOINT
+    if "iam_endpoint" in cfg:
+        if not isinstance(cfg["iam_endpoint"], str) or not cfg["iam_endpoint"].strip():
+            raise ConfigError(f"{where}, key 'iam_endpoint': must be a URL string")
+        iam_endpoint = cfg["iam_endpoint"].strip()
+    env_iam = os.environ.get("IBMCLOUD_IAM_API_ENDPOINT")
+    if env_iam and env_iam.strip():
+        iam_endpoint = env_iam.strip()
+
+    return Settings(mode, registries, deadline, iam_endpoint, path if cfg else None)

@@ -1,0 +1,1 @@
+"""Test suite for docker-credential-icr (a package so `tests.fakes` imports cleanly)."""
