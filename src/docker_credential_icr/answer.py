@@ -1,6 +1,7 @@
 """Turn an identity into what `get` answers, according to the mode.
 
-auto:    API key → iamapikey (no network); refresh token → iamrefresh; access token → iambearer
+auto:    API key → iamapikey (no network); refresh token → iamrefresh (refreshed on
+         demand); access token → iambearer
 refresh: API keys are exchanged at IAM for a refresh token → iamrefresh
 bearer:  an IAM access token → iambearer
 apikey:  never exchange; identities without an API key behave as in auto
@@ -8,23 +9,102 @@ apikey:  never exchange; identities without an API key behave as in auto
 
 from __future__ import annotations
 
+import time
+
+from docker_credential_icr import log, tokens
 from docker_credential_icr.protocol import HelperError
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.sources import APIKEY, BEARER, OPAQUE, REFRESH, Identity
+from docker_credential_icr.store import CredentialStore
 
 
-def answer(identity: Identity, settings: Settings) -> tuple[str, str]:
+def answer(identity: Identity, settings: Settings, store: CredentialStore) -> tuple[str, str]:
     """(Username, Secret) for the `get` answer."""
+    mode = settings.mode
     if identity.kind == OPAQUE:
         return identity.username or "<token>", identity.secret
-    mode = settings.mode
+    if identity.kind == BEARER:
+        return "iambearer", _unexpired_bearer(identity)
     if identity.kind == APIKEY and mode in ("auto", "apikey"):
         return "iamapikey", identity.secret
-    if identity.kind == REFRESH and mode != "bearer":
-        return "iamrefresh", identity.secret
-    if identity.kind == BEARER:
-        return "iambearer", identity.secret
-    raise HelperError(
-        f"mode {mode!r} needs IAM tokens, which this version cannot fetch yet; "
-        "use DOCKER_CREDENTIAL_ICR_MODE=auto"
-    )
+
+    deadline_at = time.monotonic() + settings.deadline
+    if identity.kind == APIKEY:
+        token = _from_api_key(identity, settings, deadline_at)
+    elif identity.kind == REFRESH:
+        token = _from_refresh_token(identity, settings, store, deadline_at)
+    else:
+        raise HelperError(f"unsupported identity kind {identity.kind!r}")
+
+    if mode == "bearer":
+        return "iambearer", token.access_token
+    if not token.refresh_token:
+        raise HelperError("IAM issued no refresh token for this identity; use "
+                          "DOCKER_CREDENTIAL_ICR_MODE=bearer")
+    return "iamrefresh", token.refresh_token
+
+
+def _endpoint(identity: Identity, settings: Settings) -> str:
+    return identity.endpoint or settings.iam_endpoint
+
+
+def _from_api_key(identity: Identity, settings: Settings, deadline_at: float) -> tokens.Token:
+    from docker_credential_icr import iam
+
+    endpoint = _endpoint(identity, settings)
+    cache = tokens.TokenCache()
+    key = tokens.cache_key(iam.GRANT_APIKEY, identity.secret, endpoint)
+
+    def fetch(_previous: tokens.Token | None) -> iam.TokenResponse:
+        # bx:bx makes IAM issue a refresh token too, so one entry serves both modes.
+        return iam.request_token(endpoint, {"grant_type": iam.GRANT_APIKEY, "apikey": identity.secret},
+                                 basic=iam.CLI_CLIENT, deadline_at=deadline_at,
+                                 what=f"the API key from {identity.origin}")
+
+    return tokens.obtain(cache, key, fetch, deadline_at)
+
+
+def _from_refresh_token(identity: Identity, settings: Settings, store: CredentialStore,
+                        deadline_at: float) -> tokens.Token:
+    from docker_credential_icr import iam
+
+    endpoint = _endpoint(identity, settings)
+    cache = tokens.TokenCache()
+    key = tokens.cache_key(iam.GRANT_REFRESH, identity.secret, endpoint)
+
+    def fetch(previous: tokens.Token | None) -> iam.TokenResponse:
+        # The newest refresh token we hold: IAM may have rotated the original one.
+        refresh = (previous.refresh_token if previous and previous.refresh_token
+                   else identity.secret)
+        response = iam.request_token(endpoint, {"grant_type": iam.GRANT_REFRESH,
+                                                "refresh_token": refresh},
+                                     basic=iam.CLI_CLIENT, deadline_at=deadline_at,
+                                     what=f"the refresh token from {identity.origin}")
+        if not response.refresh_token:
+            response.refresh_token = refresh
+        return response
+
+    def rotated_key(token: tokens.Token) -> str | None:
+        # A stored refresh token is replaced by its rotation (keep the newest), and the
+        # cache is also filed under the new one so the next `get` finds it. The ibmcloud
+        # CLI's file is never written: its rotations live in our cache only.
+        if identity.stored_host is None or token.refresh_token in (None, identity.secret):
+            return None
+        if store.replace_secret(identity.stored_host, "iamrefresh", identity.secret,
+                                token.refresh_token):
+            log.info(f"saved the rotated refresh token for {identity.stored_host}")
+        return tokens.cache_key(iam.GRANT_REFRESH, token.refresh_token, endpoint)
+
+    return tokens.obtain(cache, key, fetch, deadline_at, also_key=rotated_key)
+
+
+def _unexpired_bearer(identity: Identity) -> str:
+    expiry = tokens.jwt_expiry(identity.secret)
+    if expiry is not None and expiry <= time.time() + tokens.EXPIRY_MARGIN:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
+        raise HelperError(
+            f"the IAM access token {identity.origin} expired at {when}; access tokens last "
+            "about an hour — store an API key instead (docker login -u iamapikey) or set "
+            "IBMCLOUD_API_KEY"
+        )
+    return identity.secret

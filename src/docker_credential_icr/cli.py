@@ -62,11 +62,12 @@ def _get() -> str:
     if not is_icr_host(host, cfg.registries):
         log.debug(f"get: {server_url!r} is not an ICR host")
         raise NotFound
-    identity = sources.find(host, cfg, CredentialStore())
+    store = CredentialStore()
+    identity = sources.find(host, cfg, store)
     if identity is None:
         log.debug(f"get: no credentials for {host}")
         raise NotFound
-    username, secret = answer.answer(identity, cfg)
+    username, secret = answer.answer(identity, cfg, store)
     log.debug(f"get: {host} answered as {username} from {identity.origin}")
     return encode_credentials(server_url, username, secret)
 

@@ -65,29 +65,46 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
 
 
 class FileLock:
-    """An exclusive advisory lock on `path` held across processes (flock / msvcrt)."""
+    """An exclusive advisory lock on `path` held across processes (flock / msvcrt).
 
-    def __init__(self, path: str) -> None:
+    With a `timeout`, waiting gives up with TimeoutError instead of blocking forever:
+    a `get` has a deadline even when another helper process is stuck.
+    """
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
         self.path = path
+        self.timeout = timeout
         self._fd: int | None = None
 
-    def __enter__(self) -> FileLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+    def _try_lock(self, fd: int) -> bool:
+        if _WINDOWS:
+            import msvcrt
+
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                return False
+        import fcntl
+
         try:
-            if _WINDOWS:
-                import msvcrt
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
 
-                # LK_LOCK retries for ~10 s; loop so a long holder is waited out.
-                while True:
-                    try:
-                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                        break
-                    except OSError:
-                        continue
-            else:
-                import fcntl
+    def __enter__(self) -> FileLock:
+        import time
 
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        give_up = None if self.timeout is None else time.monotonic() + self.timeout
+        delay = 0.005
+        try:
+            while not self._try_lock(fd):
+                if give_up is not None and time.monotonic() >= give_up:
+                    raise TimeoutError(f"timed out waiting for the lock {self.path}")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
         except BaseException:
             os.close(fd)
             raise

@@ -3,7 +3,7 @@
 1. stored for that host by `store` (`docker login … us.icr.io`)
 2. IBMCLOUD_API_KEY, else IC_API_KEY (the key, or `@/path/to/file`)
 3. (trusted profile — later)
-4. (the ibmcloud CLI session — later)
+4. the ibmcloud CLI's own login session: its IAMRefreshToken (read only)
 Nothing here talks to the network: an identity is what we hold, not what we answer.
 """
 
@@ -34,13 +34,16 @@ USERNAME_KINDS = {
 
 
 class Identity:
-    __slots__ = ("kind", "origin", "secret", "username")
+    __slots__ = ("endpoint", "kind", "origin", "secret", "stored_host", "username")
 
-    def __init__(self, kind: str, secret: str, origin: str, username: str | None = None) -> None:
+    def __init__(self, kind: str, secret: str, origin: str, username: str | None = None,
+                 stored_host: str | None = None, endpoint: str | None = None) -> None:
         self.kind = kind
         self.secret = secret
         self.origin = origin  # for people: "stored for us.icr.io", "IBMCLOUD_API_KEY", …
         self.username = username  # the stored username, when it came from `store`
+        self.stored_host = stored_host  # set when it came from `store`
+        self.endpoint = endpoint  # an IAM endpoint that belongs to this identity
         log.remember_secret(secret)
 
 
@@ -94,7 +97,50 @@ def stored(host: str, store: CredentialStore) -> Identity | None:
     if kind is None:
         log.warning(f"ignoring stored credentials for {host}: unknown username {username!r}")
         return None
-    return Identity(kind, secret, f"stored for {host}", username)
+    return Identity(kind, secret, f"stored for {host}", username, stored_host=host)
+
+
+def ibmcloud_config_file() -> str:
+    """The ibmcloud CLI's config.json, found the way the CLI finds it."""
+    config_home = os.environ.get("IBMCLOUD_CONFIG_HOME")
+    if config_home:
+        return os.path.join(config_home, "config.json")
+    home = (os.environ.get("IBMCLOUD_HOME") or os.environ.get("BLUEMIX_HOME")
+            or os.path.expanduser("~"))
+    new_dir = os.path.join(home, ".ibmcloud")
+    directory = new_dir if os.path.isdir(new_dir) else os.path.join(home, ".bluemix")
+    return os.path.join(directory, "config.json")
+
+
+def ibmcloud_session() -> Identity | None:
+    """The CLI's refresh token. Read only: the CLI owns that file and we never write it."""
+    path = ibmcloud_config_file()
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning(f"cannot read the ibmcloud CLI config {path}: {exc.strerror}")
+        return None
+    import json
+
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        log.warning(f"ignoring the ibmcloud CLI config {path}: not valid JSON")
+        return None
+    refresh = doc.get("IAMRefreshToken") if isinstance(doc, dict) else None
+    if not isinstance(refresh, str) or not refresh.strip():
+        log.debug(f"no ibmcloud login session in {path}")
+        return None
+    endpoint = os.environ.get("IBMCLOUD_IAM_API_ENDPOINT") or None
+    if endpoint is None:
+        cli_endpoint = doc.get("IAMEndpoint")
+        if isinstance(cli_endpoint, str) and cli_endpoint.strip():
+            endpoint = cli_endpoint.strip()
+    return Identity(REFRESH, refresh.strip(), f"the ibmcloud CLI session ({path})",
+                    endpoint=endpoint)
 
 
 def find(host: str, settings: Settings, store: CredentialStore) -> Identity | None:
@@ -102,4 +148,4 @@ def find(host: str, settings: Settings, store: CredentialStore) -> Identity | No
     if identity is not None or host == ENTITLED_HOST:
         # The entitled registry never takes an IAM identity: only its stored `cp` key.
         return identity
-    return env_api_key()
+    return env_api_key() or ibmcloud_session()

@@ -71,7 +71,7 @@ class CredentialStore:
     def _update(self, change) -> bool:
         directory = os.path.dirname(self.path)
         fsutil.ensure_private_dir(directory)
-        with fsutil.FileLock(os.path.join(directory, "credentials.lock")):
+        with fsutil.FileLock(os.path.join(directory, "credentials.lock"), timeout=30):
             auths = self.read()
             if not change(auths):
                 return False

@@ -1,0 +1,170 @@
+"""Small shared helpers for the fakes: ports, waiting, stopping processes by PID."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+# Every HTTP call the fakes make goes to 127.0.0.1: never let an http_proxy in
+# the environment reroute it.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1, for programs that cannot bind port 0 themselves.
+
+    There is a small race until the program binds it; runners retry on failure.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def http_request(
+    url: str,
+    *,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) for one request; HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, dict(err.headers.items()), err.read()
+    except urllib.error.URLError as err:
+        # Surface the real cause (ConnectionRefusedError, TimeoutError…) so callers can tell them apart.
+        if isinstance(err.reason, OSError):
+            raise err.reason from None
+        raise
+
+
+def basic_auth(username: str, password: str) -> str:
+    """The value of an HTTP Basic Authorization header."""
+    raw = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
+    """(username, password) from a Basic Authorization header, None if absent or malformed."""
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user, sep, password = raw.partition(":")
+    return (user, password) if sep else None
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid`, read from /proc (no psutil in the test environment)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces: split after it.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """All descendants of `pid`, children before grandchildren."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = child_pids(todo.pop())
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def kill_pids(pids: Iterable[int], timeout: float = 5.0) -> None:
+    """SIGTERM each PID, wait up to `timeout`, then SIGKILL the ones still there."""
+    pids = [p for p in pids if pid_alive(p)]
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    if not wait_until(lambda: not any(pid_alive(p) for p in pids), timeout):
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 5.0)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a child we started: SIGTERM, wait, SIGKILL; always reaps it."""
+    if proc.poll() is None:
+        _signal(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write a file so that a reader polling for it never sees it half written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def topmost_missing(path: Path) -> Path | None:
+    """The highest ancestor of `path` (or itself) that does not exist yet: what a run would create.
+
+    Runners record it before starting a program that litters the host, and
+    remove it afterwards, so that only what the run created is removed.
+    """
+    if path.exists() or path.is_symlink():
+        return None
+    top = path
+    while not top.parent.exists():
+        top = top.parent
+    return top
