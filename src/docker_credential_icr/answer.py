@@ -108,3 +108,14 @@ def _unexpired_bearer(identity: Identity) -> str:
             "IBMCLOUD_API_KEY"
         )
     return identity.secret
+
+
+def cached_token(identity: Identity, settings: Settings) -> tokens.Token | None:
+    """The token `get` would reuse for this identity, read without any network (doctor)."""
+    from docker_credential_icr import iam
+
+    grant = {APIKEY: iam.GRANT_APIKEY, REFRESH: iam.GRANT_REFRESH}.get(identity.kind)
+    if grant is None:
+        return None
+    key = tokens.cache_key(grant, identity.secret, _endpoint(identity, settings))
+    return tokens.TokenCache().read(key)

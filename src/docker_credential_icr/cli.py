@@ -27,11 +27,17 @@ Protocol actions (request on stdin, answer on stdout):
   list       print {{host: username}} for the stored credentials (never a secret)
   version    print the version
 
+Commands for people:
+  doctor [HOST]      check everything a pull needs (--offline: no IAM probe)
+  configure-docker   add "credHelpers" entries for the ICR hosts to ~/.docker/config.json
+                     (--help for its options; --uninstall removes them)
+
 Options:
   -h, --help      this text
   --version       print the version
 
 Examples:
+  {PROGRAM} configure-docker
   export IBMCLOUD_API_KEY=@$HOME/.bluemix/apikey.txt   # or the key itself
   echo us.icr.io | {PROGRAM} get
   echo "$KEY" | docker login -u iamapikey --password-stdin us.icr.io
@@ -146,6 +152,15 @@ def _run_action(name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "doctor":
+        from docker_credential_icr import doctor
+
+        return doctor.main(args[1:])
+    if args and args[0] == "configure-docker":
+        # A command for people, not the protocol: its argparse/json imports stay off `get`'s path.
+        from docker_credential_icr import dockerconfig
+
+        return dockerconfig.main(args[1:])
     if args and args[0] in ("-h", "--help", "help"):
         sys.stdout.write(HELP)
         return 0
