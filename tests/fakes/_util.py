@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import fcntl
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -168,3 +173,65 @@ def topmost_missing(path: Path) -> Path | None:
     while not top.parent.exists():
         top = top.parent
     return top
+
+
+class SharedLitter:
+    """Host paths that programs create whatever their flags say, removed by the last user.
+
+    Several test runs may use dockerd or skopeo at once (the lead's full suite
+    and an engineer's run, say). The paths are shared, so "remove what I
+    created" is wrong when runs overlap: one run would delete files another is
+    using, or leave behind files the other created. Instead, users register in
+    a small JSON state file under the temp dir (guarded by flock): the first
+    user records which paths are missing, and the last one to leave removes
+    them. Users whose PID is gone are dropped, so a crashed run cannot pin them.
+    """
+
+    def __init__(self, name: str, paths: Iterable[Path]) -> None:
+        self.paths = tuple(paths)
+        base = Path(tempfile.gettempdir())
+        self._state = base / f"icr-fakes-litter-{name}.json"
+        self._lock = base / f"icr-fakes-litter-{name}.lock"
+        self._token = f"{os.getpid()}:{id(self)}"
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        with open(self._lock, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = json.loads(self._state.read_text())
+            except (OSError, ValueError):
+                state = {"users": [], "created": []}
+            state["users"] = [u for u in state["users"] if pid_alive(int(u.split(":")[0]))]
+            change(state)
+            write_atomically(self._state, json.dumps(state))
+            return state
+
+    def acquire(self) -> None:
+        """Register before starting the program."""
+
+        def join(state: dict[str, Any]) -> None:
+            if not state["users"]:
+                missing = (topmost_missing(p) for p in self.paths)
+                state["created"] = [str(p) for p in missing if p is not None]
+            state["users"].append(self._token)
+
+        self._update(join)
+
+    def release(self) -> None:
+        """Unregister after the program stopped; the last user removes what the first found missing."""
+
+        def leave(state: dict[str, Any]) -> None:
+            state["users"] = [u for u in state["users"] if u != self._token]
+            if not state["users"]:
+                for path in map(Path, state["created"]):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+                state["created"] = []
+
+        self._update(leave)
+
+    def active_users(self) -> int:
+        """How many live users (in any process) are registered."""
+        return len(self._update(lambda state: None)["users"])

@@ -246,6 +246,13 @@ class FakeIAM:
             self.cr_tokens.setdefault(token, set()).update(ident.values())
         return ident
 
+    def issue_profile_token(
+        self, profile_id: str, grant_type: str = "vpc-instance-identity"
+    ) -> dict[str, Any]:
+        """An IAM token answer for a trusted profile, as another IBM service (the VPC
+        metadata service) hands out on IAM's behalf; its access token validates here."""
+        return self._token_answer(profile_id, "Profile", grant_type, "default", False)
+
     def validate_api_key(self, key: str) -> str | None:
         """The iam_id of a valid API key, else None."""
         with self._lock:
@@ -441,11 +448,12 @@ class FakeIAM:
 
     def handle(self, h: _Handler, method: str) -> None:
         """Answer one request (called by the handler thread)."""
-        if self._down == "reset":
-            h.reset()
-            return
         url = urlsplit(h.path)
         body = h.read_body()
+        if self._down == "reset":
+            # Reset after reading the request: the client then sees a reset, not a broken pipe.
+            h.reset()
+            return
         if url.path == VALIDATE_PATH:
             self._validate_endpoint(h, url.query, body)
             return
@@ -463,6 +471,8 @@ class FakeIAM:
             "path": url.path,
             "method": method,
             "grant_type": params.get("grant_type"),
+            # Which trusted-profile field a cr-token grant named it by, and the value (not secret).
+            "profile": {k: params[k] for k in ("profile_id", "profile_name", "profile_crn") if k in params},
             "has_basic": client is not None,
             "client_id": client[0] if client else None,
             "caller": "token-service" if internal else "client",
@@ -488,7 +498,7 @@ class FakeIAM:
                 answer = _Answer(200, json.dumps(self._grant(params, client, internal)).encode())
             except IAMError as err:
                 answer = _Answer(err.status, self._error_body(err, request_id))
-        entry["status"] = self._deliver_with_fault(h, answer, fault)
+        self._deliver_with_fault(h, answer, fault, entry)
 
     def _validate_endpoint(self, h: _Handler, query: str, body: bytes) -> None:
         params = parse_qs(query) or parse_qs(body.decode("utf-8", "replace"))
@@ -498,43 +508,38 @@ class FakeIAM:
         else:
             h.deliver(_Answer(200, json.dumps({"valid": True, "claims": claims}).encode()))
 
-    def _deliver_with_fault(self, h: _Handler, answer: _Answer, fault: Fault | None) -> int | None:
-        """Send `answer`, or what `fault` turns it into; returns the status sent (None: no answer)."""
+    def _deliver_with_fault(
+        self, h: _Handler, answer: _Answer, fault: Fault | None, entry: dict[str, Any]
+    ) -> None:
+        """Send `answer`, or what `fault` turns it into; logs the status (None: no answer)."""
         name, arg = (fault[0], fault[1]) if isinstance(fault, tuple) else (fault, None)
         if isinstance(name, str) and name.isdigit():
             name = int(name)
-        if name is None:
-            h.deliver(answer)
-            return answer.status
+        kwargs: dict[str, Any] = {}
         if name == 429:
             headers = {"Retry-After": str(arg)} if arg is not None else None
             msg = b'{"errorCode":"BXNIM0437E","errorMessage":"Too many requests. Try again later."}'
-            h.deliver(_Answer(429, msg, headers=headers))
-            return 429
-        if isinstance(name, int):
-            if name in (502, 503, 504):  # what a gateway in front of IAM sends: HTML, not JSON
-                h.deliver(_Answer(name, b"<html><body>Service Unavailable</body></html>", "text/html"))
-            else:
-                h.deliver(
-                    _Answer(name, b'{"errorCode":"BXNIM0001E","errorMessage":"Internal server error."}')
-                )
-            return name
-        if name == "hang":
+            answer = _Answer(429, msg, headers=headers)
+        elif name in (502, 503, 504):  # what a gateway in front of IAM sends: HTML, not JSON
+            answer = _Answer(int(name), b"<html><body>Service Unavailable</body></html>", "text/html")
+        elif isinstance(name, int):
+            answer = _Answer(name, b'{"errorCode":"BXNIM0001E","errorMessage":"Internal server error."}')
+        elif name == "garbage":
+            answer = _Answer(200, b"<html>this is not JSON</html>", "text/html")
+        elif name == "no_access_token":
+            answer = _Answer(200, b'{"token_type":"Bearer","expires_in":3600}')
+        elif name == "truncated":
+            kwargs = {"truncate": True}
+        elif name == "slow":
+            kwargs = {"dribble": 5.0 if arg is None else float(arg), "stop": self._stopping}
+        elif name == "hang":
             self._stopping.wait(3600 if arg is None else float(arg))
-            return None
-        if name == "garbage":
-            h.deliver(_Answer(200, b"<html>this is not JSON</html>", "text/html"))
-            return 200
-        if name == "no_access_token":
-            h.deliver(_Answer(200, b'{"token_type":"Bearer","expires_in":3600}'))
-            return 200
-        if name == "truncated":
-            h.deliver(answer, truncate=True)
-            return answer.status
-        if name == "slow":
-            h.deliver(answer, dribble=5.0 if arg is None else float(arg), stop=self._stopping)
-            return answer.status
-        raise ValueError(f"unknown fault {fault!r}")
+            return
+        elif name is not None:
+            raise ValueError(f"unknown fault {fault!r}")
+        # Log before answering: a client that has its answer may read the log at once.
+        entry["status"] = answer.status
+        h.deliver(answer, **kwargs)
 
 
 class _Handler(BaseHTTPRequestHandler):
