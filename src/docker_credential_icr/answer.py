@@ -5,6 +5,9 @@ auto:    API key → iamapikey (no network); refresh token → iamrefresh (refre
 refresh: API keys are exchanged at IAM for a refresh token → iamrefresh
 bearer:  an IAM access token → iambearer
 apikey:  never exchange; identities without an API key behave as in auto
+
+Trusted profiles (compute-resource token, VPC instance identity) have no API key and
+IAM gives them no refresh token, so every mode answers them with `iambearer`.
 """
 
 from __future__ import annotations
@@ -14,21 +17,54 @@ import time
 from docker_credential_icr import log, tokens
 from docker_credential_icr.protocol import HelperError
 from docker_credential_icr.settings import Settings
-from docker_credential_icr.sources import APIKEY, BEARER, OPAQUE, REFRESH, Identity
+from docker_credential_icr.sources import APIKEY, BEARER, CR_TOKEN, OPAQUE, REFRESH, VPC, Identity
 from docker_credential_icr.store import CredentialStore
+
+
+class Answer:
+    """What `get` answers, and until when that answer stays the one we would give.
+
+    `fresh_until` (epoch seconds) is where a token enters its refresh window; None for
+    secrets without a lifetime (API keys, stored opaque tokens). The kubelet provider
+    turns it into cacheDuration so kubelet asks again before we would refresh.
+    """
+
+    __slots__ = ("fresh_until", "secret", "username")
+
+    def __init__(self, username: str, secret: str, fresh_until: float | None = None) -> None:
+        self.username = username
+        self.secret = secret
+        self.fresh_until = fresh_until
 
 
 def answer(identity: Identity, settings: Settings, store: CredentialStore) -> tuple[str, str]:
     """(Username, Secret) for the `get` answer."""
+    result = resolve(identity, settings, store)
+    return result.username, result.secret
+
+
+def resolve(identity: Identity, settings: Settings, store: CredentialStore,
+            deadline_at: float | None = None) -> Answer:
     mode = settings.mode
     if identity.kind == OPAQUE:
-        return identity.username or "<token>", identity.secret
+        return Answer(identity.username or "<token>", identity.secret)
     if identity.kind == BEARER:
-        return "iambearer", _unexpired_bearer(identity)
+        secret = _unexpired_bearer(identity)
+        expiry = tokens.jwt_expiry(secret)
+        return Answer("iambearer", secret, None if expiry is None else expiry - tokens.EXPIRY_MARGIN)
     if identity.kind == APIKEY and mode in ("auto", "apikey"):
-        return "iamapikey", identity.secret
+        return Answer("iamapikey", identity.secret)
 
-    deadline_at = time.monotonic() + settings.deadline
+    if deadline_at is None:
+        deadline_at = time.monotonic() + settings.deadline
+    if identity.kind in (CR_TOKEN, VPC):
+        # Their modules (and iam's) load only here: `get` with a key never pays for them.
+        if identity.kind == CR_TOKEN:
+            from docker_credential_icr import crtoken as flow
+        else:
+            from docker_credential_icr import vpc as flow
+        token = flow.obtain(identity, settings, deadline_at)
+        return Answer("iambearer", token.access_token, _fresh_until(token))
     if identity.kind == APIKEY:
         token = _from_api_key(identity, settings, deadline_at)
     elif identity.kind == REFRESH:
@@ -37,11 +73,20 @@ def answer(identity: Identity, settings: Settings, store: CredentialStore) -> tu
         raise HelperError(f"unsupported identity kind {identity.kind!r}")
 
     if mode == "bearer":
-        return "iambearer", token.access_token
+        return Answer("iambearer", token.access_token, _fresh_until(token))
     if not token.refresh_token:
         raise HelperError("IAM issued no refresh token for this identity; use "
                           "DOCKER_CREDENTIAL_ICR_MODE=bearer")
-    return "iamrefresh", token.refresh_token
+    return Answer("iamrefresh", token.refresh_token, _fresh_until(token))
+
+
+def _fresh_until(token: tokens.Token) -> float:
+    # Past the refresh-window start a `get` would fetch a new token; before it, this one.
+    start = token.expiration - tokens.REFRESH_FRACTION * token.expires_in
+    if start > time.time():
+        return start
+    # A token served from cache while IAM is down: good only until it nearly expires.
+    return token.expiration - tokens.EXPIRY_MARGIN
 
 
 def _endpoint(identity: Identity, settings: Settings) -> str:
@@ -114,6 +159,12 @@ def cached_token(identity: Identity, settings: Settings) -> tokens.Token | None:
     """The token `get` would reuse for this identity, read without any network (doctor)."""
     from docker_credential_icr import iam
 
+    if identity.kind in (CR_TOKEN, VPC):
+        if identity.kind == CR_TOKEN:
+            from docker_credential_icr import crtoken as flow
+        else:
+            from docker_credential_icr import vpc as flow
+        return tokens.TokenCache().read(flow.cache_key(identity, settings))
     grant = {APIKEY: iam.GRANT_APIKEY, REFRESH: iam.GRANT_REFRESH}.get(identity.kind)
     if grant is None:
         return None

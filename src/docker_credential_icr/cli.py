@@ -31,6 +31,8 @@ Commands for people:
   doctor [HOST]      check everything a pull needs (--offline: no IAM probe)
   configure-docker   add "credHelpers" entries for the ICR hosts to ~/.docker/config.json
                      (--help for its options; --uninstall removes them)
+  kubelet            kubelet image credential provider (CredentialProviderRequest on stdin;
+                     see docs/kubernetes.md)
 
 Options:
   -h, --help      this text
@@ -131,14 +133,22 @@ def _version() -> str:
 ACTIONS = {"get": _get, "store": _store, "erase": _erase, "list": _list, "version": _version}
 
 
+def _one_line(message: str) -> str:
+    """An error as one line of valid UTF-8, whatever it quotes (IAM's errorMessage, a path
+    from the environment): line breaks of every kind become spaces, and lone surrogates
+    (undecodable bytes in a path, "\\ud800" in JSON) are escaped instead of crashing."""
+    text = " ".join(log.redact(message).splitlines())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n"
+
+
 def _run_action(name: str) -> int:
     try:
         out = ACTIONS[name]()
     except HelperError as exc:
-        out, status = log.redact(str(exc)).replace("\n", " ") + "\n", 1
+        out, status = _one_line(str(exc)), 1
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        out, status = log.redact(f"{name}: {exc.strerror or exc}{where}") + "\n", 1
+        out, status = _one_line(f"{name}: {exc.strerror or exc}{where}"), 1
     except Exception as exc:  # a bug: still one line, never a traceback with secrets
         log.debug(f"{name}: unexpected {type(exc).__name__}: {exc}")
         out, status = f"{name}: internal error ({type(exc).__name__}); "\
@@ -161,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         from docker_credential_icr import dockerconfig
 
         return dockerconfig.main(args[1:])
+    if args and args[0] == "kubelet":
+        # kubelet's image credential provider speaks its own protocol; loaded only here.
+        from docker_credential_icr import kubelet
+
+        return kubelet.main(args[1:])
     if args and args[0] in ("-h", "--help", "help"):
         sys.stdout.write(HELP)
         return 0

@@ -115,15 +115,19 @@ def _describe_source(report: Report, host: str, cfg: settings.Settings,
         report.line(FAIL, f"{host}: no credentials (Docker gets 'not found' and pulls anonymously): {fix}")
         return None
     kind = {sources.APIKEY: "API key", sources.REFRESH: "refresh token",
-            sources.BEARER: "access token", sources.OPAQUE: "registry secret"}[identity.kind]
-    report.line(OK, f"{host}: {kind} {fingerprint(identity.secret)} from {identity.origin}")
+            sources.BEARER: "access token", sources.OPAQUE: "registry secret",
+            sources.CR_TOKEN: "compute-resource token", sources.VPC: "VPC instance identity",
+            }.get(identity.kind, identity.kind)
+    shown = f" {fingerprint(identity.secret)}" if identity.secret else ""
+    report.line(OK, f"{host}: {kind}{shown} from {identity.origin}")
     return identity
 
 
 def _answer_kind(identity: sources.Identity, mode: str) -> str:
     if identity.kind == sources.OPAQUE:
         return identity.username or "<token>"
-    if identity.kind == sources.BEARER or mode == "bearer":
+    if identity.kind in (sources.BEARER, sources.CR_TOKEN, sources.VPC) or mode == "bearer":
+        # Trusted profiles get no refresh token from IAM: they always answer with access tokens.
         return "iambearer"
     if identity.kind == sources.APIKEY and mode in ("auto", "apikey"):
         return "iamapikey"

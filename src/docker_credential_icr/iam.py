@@ -8,7 +8,6 @@ CLI uses; with it IAM also issues a refresh token, without it it answers
 
 from __future__ import annotations
 
-import threading
 import time
 
 from docker_credential_icr import log
@@ -20,6 +19,8 @@ GRANT_CR_TOKEN = "urn:ibm:params:oauth:grant-type:cr-token"
 CLI_CLIENT = ("bx", "bx")
 TOKEN_PATH = "/identity/token"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+# Form fields that carry no secret: redacting them would only hide which profile failed.
+_PUBLIC_FIELDS = frozenset({"grant_type", "profile_id", "profile_name", "profile_crn"})
 
 # What to do about the IAM errors users actually meet.
 ADVICE = {
@@ -31,6 +32,11 @@ ADVICE = {
     "BXNIM0439E": "the ibmcloud session is inactive: run `ibmcloud login` again",
     "BXNIM0436E": "the trusted profile cannot be used with this compute resource: check its trust rules",
 }
+# IAM's codes for the cr-token grant overlap the refresh-token ones above; the advice must
+# be about the compute resource, never "run ibmcloud login".
+CR_TOKEN_ADVICE = ("check that the trusted profile exists (name, ID or CRN), that its trust rule "
+                   "admits this compute resource (cluster, namespace, service account), and that "
+                   "the compute-resource token is current")
 
 
 class IAMError(HelperError):
@@ -130,6 +136,8 @@ def _call_with_deadline(url: str, form: dict[str, str], basic: tuple[str, str] |
                         deadline_at: float):
     """Run the POST in a worker thread so that nothing (DNS, a stuck TLS handshake, a
     dribbling body) can hold `get` past its deadline: Docker would rather hear an error."""
+    import threading  # only when IAM is really asked: a warm-cache `get` imports iam for its constants
+
     outcome: dict[str, object] = {}
 
     def work() -> None:
@@ -168,8 +176,9 @@ def request_token(endpoint: str, form: dict[str, str], *, basic: tuple[str, str]
                   deadline_at: float, what: str) -> TokenResponse:
     """One IAM grant, retried and bounded by `deadline_at` (time.monotonic())."""
     url = token_url(endpoint)
-    for value in form.values():
-        log.remember_secret(value)
+    for field, value in form.items():
+        if field not in _PUBLIC_FIELDS:
+            log.remember_secret(value)
     log.debug(f"IAM: {form.get('grant_type')} grant for {what} at {url}")
     response = _call_with_deadline(url, form, basic, deadline_at)
     body = _json_body(response)
@@ -179,13 +188,21 @@ def request_token(endpoint: str, form: dict[str, str], *, basic: tuple[str, str]
     if body and isinstance(body.get("errorCode"), str):
         code = body["errorCode"]
         message = str(body.get("errorMessage") or "").strip()
-        advice = ADVICE.get(code, "check the credential and the IAM endpoint")
+        if form.get("grant_type") == GRANT_CR_TOKEN:
+            advice = CR_TOKEN_ADVICE
+        else:
+            advice = ADVICE.get(code, "check the credential and the IAM endpoint")
         if status in (400, 401, 403):
             raise IAMError(f"IAM refused {what} ({code}: {message}): {advice}", code)
         raise IAMUnavailable(f"IAM error for {what} (HTTP {status}, {code}: {message}); try again later")
     if status == 429 or status >= 500:
         raise IAMUnavailable(f"IAM ({url}) is unavailable (HTTP {status}); try again later")
     raise IAMError(f"IAM refused {what} (HTTP {status}); check the credential and the IAM endpoint")
+
+
+def parse_token_answer(body: dict | None, url: str) -> TokenResponse:
+    """An IAM-shaped token answer from elsewhere (the VPC metadata service issues them too)."""
+    return _parse_success(body, url)
 
 
 def _parse_success(body: dict | None, url: str) -> TokenResponse:

@@ -5,6 +5,8 @@ config.toml keys:
     registries = ["myreg.example.com:5000", ...]   # extra hosts treated as ICR hosts
     deadline = 30                                   # seconds one `get` may take
     iam_endpoint = "https://iam.cloud.ibm.com"
+    vpc = false                                     # VPC instance identity (metadata service)
+    metadata_url = "http://169.254.169.254"         # VPC metadata service base URL
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from docker_credential_icr.protocol import HelperError
 MODES = ("auto", "refresh", "bearer", "apikey")
 DEFAULT_IAM_ENDPOINT = "https://iam.cloud.ibm.com"
 DEFAULT_DEADLINE = 30.0
-_KNOWN_KEYS = ("mode", "registries", "deadline", "iam_endpoint")
+# The VPC metadata service's link-local address; contacted only when `vpc` is enabled.
+DEFAULT_METADATA_URL = "http://169.254.169.254"
+_KNOWN_KEYS = ("mode", "registries", "deadline", "iam_endpoint", "vpc", "metadata_url")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 
 
 class ConfigError(HelperError):
@@ -26,15 +32,19 @@ class ConfigError(HelperError):
 
 
 class Settings:
-    __slots__ = ("config_path", "deadline", "iam_endpoint", "mode", "registries")
+    __slots__ = ("config_path", "deadline", "iam_endpoint", "metadata_url", "mode", "registries", "vpc")
 
     def __init__(self, mode: str, registries: frozenset[str], deadline: float,
-                 iam_endpoint: str, config_path: str | None) -> None:
+                 iam_endpoint: str, config_path: str | None, vpc: bool = False,
+                 metadata_url: str = DEFAULT_METADATA_URL) -> None:
         self.mode = mode
         self.registries = registries
         self.deadline = deadline
         self.iam_endpoint = iam_endpoint
         self.config_path = config_path
+        # Off by default: probing 169.254.169.254 off IBM Cloud would stall every `get`.
+        self.vpc = vpc
+        self.metadata_url = metadata_url
 
 
 def _read_config(path: str) -> dict:
@@ -118,4 +128,25 @@ def load() -> Settings:
     if env_iam and env_iam.strip():
         iam_endpoint = env_iam.strip()
 
-    return Settings(mode, registries, deadline, iam_endpoint, path if cfg else None)
+    vpc = False
+    if "vpc" in cfg:
+        if not isinstance(cfg["vpc"], bool):
+            raise ConfigError(f"{where}, key 'vpc': must be true or false")
+        vpc = cfg["vpc"]
+    env_vpc = os.environ.get("DOCKER_CREDENTIAL_ICR_VPC")
+    if env_vpc is not None:
+        value = env_vpc.strip().lower()
+        if value not in _TRUE + _FALSE:
+            raise ConfigError(f"DOCKER_CREDENTIAL_ICR_VPC: must be 1 or 0 (got {env_vpc[:40]!r})")
+        vpc = value in _TRUE
+
+    metadata_url = DEFAULT_METADATA_URL
+    if "metadata_url" in cfg:
+        if not isinstance(cfg["metadata_url"], str) or not cfg["metadata_url"].strip():
+            raise ConfigError(f"{where}, key 'metadata_url': must be a URL string")
+        metadata_url = cfg["metadata_url"].strip()
+    env_metadata = os.environ.get("DOCKER_CREDENTIAL_ICR_METADATA_URL")
+    if env_metadata and env_metadata.strip():
+        metadata_url = env_metadata.strip()
+
+    return Settings(mode, registries, deadline, iam_endpoint, path if cfg else None, vpc, metadata_url)

@@ -2,7 +2,10 @@
 
 1. stored for that host by `store` (`docker login … us.icr.io`)
 2. IBMCLOUD_API_KEY, else IC_API_KEY (the key, or `@/path/to/file`)
-3. (trusted profile — later)
+3. a trusted profile from a compute-resource token: IBMCLOUD_CR_TOKEN (the token, or
+   `@/path`) with IBMCLOUD_CR_PROFILE; without IBMCLOUD_CR_TOKEN, the token files that
+   IBM Cloud Kubernetes Service and Code Engine mount (CR_TOKEN_PATHS)
+3b. VPC instance identity through the metadata service, only when enabled (`vpc`)
 4. the ibmcloud CLI's own login session: its IAMRefreshToken (read only)
 Nothing here talks to the network: an identity is what we hold, not what we answer.
 """
@@ -22,6 +25,19 @@ APIKEY = "apikey"  # an IAM API key
 REFRESH = "refresh"  # an IAM refresh token
 BEARER = "bearer"  # an IAM access token
 OPAQUE = "opaque"  # handed back as stored: registry identity tokens, entitlement keys
+CR_TOKEN = "cr-token"  # a compute-resource token, exchanged at IAM for a trusted profile
+VPC = "vpc"  # a VPC instance identity: the metadata service issues the IAM token
+
+# Where IKS (projected service-account tokens) and Code Engine mount compute-resource
+# tokens, in the order IBM's SDKs (ContainerAuthenticator) try them.
+CR_TOKEN_PATHS = (
+    "/var/run/secrets/tokens/vault-token",
+    "/var/run/secrets/tokens/sa-token",
+    "/var/run/secrets/codeengine.cloud.ibm.com/compute-resource-token/token",
+)
+# Replaces CR_TOKEN_PATHS (os.pathsep-separated; empty: search nowhere) — for tests and
+# for clusters that mount the token elsewhere.
+CR_TOKEN_PATHS_VAR = "DOCKER_CREDENTIAL_ICR_CR_TOKEN_PATHS"
 
 # Stored usernames and the kind of secret each names (DESIGN.md, "Wire protocol").
 USERNAME_KINDS = {
@@ -34,16 +50,21 @@ USERNAME_KINDS = {
 
 
 class Identity:
-    __slots__ = ("endpoint", "kind", "origin", "secret", "stored_host", "username")
+    __slots__ = ("endpoint", "kind", "origin", "profile", "secret", "stored_host", "token_path",
+                 "username")
 
     def __init__(self, kind: str, secret: str, origin: str, username: str | None = None,
-                 stored_host: str | None = None, endpoint: str | None = None) -> None:
+                 stored_host: str | None = None, endpoint: str | None = None,
+                 profile: str | None = None, token_path: str | None = None) -> None:
         self.kind = kind
-        self.secret = secret
+        self.secret = secret  # empty for a token still in its file (token_path)
         self.origin = origin  # for people: "stored for us.icr.io", "IBMCLOUD_API_KEY", …
         self.username = username  # the stored username, when it came from `store`
         self.stored_host = stored_host  # set when it came from `store`
         self.endpoint = endpoint  # an IAM endpoint that belongs to this identity
+        self.profile = profile  # the trusted profile (name, ID or CRN) to assume
+        # A compute-resource token file, read at each exchange: Kubernetes rotates it.
+        self.token_path = token_path
         log.remember_secret(secret)
 
 
@@ -143,9 +164,105 @@ def ibmcloud_session() -> Identity | None:
                     endpoint=endpoint)
 
 
+def profile_field(profile: str) -> str:
+    """The IAM form field that names this trusted profile: CRN, ID or name."""
+    if profile.startswith("crn:"):
+        return "profile_crn"
+    if profile.startswith("Profile-") or _uuid_like(profile):
+        return "profile_id"
+    return "profile_name"
+
+
+def _uuid_like(text: str) -> bool:
+    parts = text.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdefABCDEF" for p in parts for c in p)
+
+
+def cr_token_paths() -> list[str]:
+    override = os.environ.get(CR_TOKEN_PATHS_VAR)
+    if override is None:
+        return list(CR_TOKEN_PATHS)
+    return [p for p in override.split(os.pathsep) if p]
+
+
+def read_cr_token(path: str) -> str:
+    """The token in a compute-resource token file, read now (Kubernetes rotates it)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except FileNotFoundError:
+        raise HelperError(f"the compute-resource token file {path} is gone (was the pod's "
+                          "projected token volume removed?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise HelperError(f"cannot read the compute-resource token file {path}: {reason}") from None
+    if not token:
+        raise HelperError(f"the compute-resource token file {path} is empty")
+    log.remember_secret(token)
+    return token
+
+
+def trusted_profile() -> Identity | None:
+    """IBMCLOUD_CR_TOKEN (or a mounted token file) with IBMCLOUD_CR_PROFILE.
+
+    Cheap when there is none: one env lookup and an os.path.exists per default path.
+    The token file is not read here but at each exchange, so a rotated token is used.
+    """
+    profile = os.environ.get("IBMCLOUD_CR_PROFILE", "").strip() or None
+    value = os.environ.get("IBMCLOUD_CR_TOKEN", "").strip()
+    if value:
+        if profile is None:
+            raise HelperError(
+                "IBMCLOUD_CR_TOKEN is set but IBMCLOUD_CR_PROFILE is not: a compute-resource "
+                "token is exchanged for a trusted profile, so name it (profile name, ID or CRN)"
+            )
+        if value.startswith("@"):
+            path = os.path.expanduser(value[1:])
+            if not os.path.exists(path):
+                raise HelperError(f"IBMCLOUD_CR_TOKEN names file {path}, which does not exist")
+            return Identity(CR_TOKEN, "", f"IBMCLOUD_CR_TOKEN ({path})", profile=profile,
+                            token_path=path)
+        return Identity(CR_TOKEN, value, "IBMCLOUD_CR_TOKEN", profile=profile)
+    if profile is None:
+        # A mounted token file alone is no identity (any pod may mount an sa-token for
+        # something else): not an error here; find() mentions it if nothing answers.
+        return None
+    path = mounted_cr_token()
+    if path is None:
+        return None
+    return Identity(CR_TOKEN, "", f"the compute-resource token {path}", profile=profile,
+                    token_path=path)
+
+
+def mounted_cr_token() -> str | None:
+    """The first compute-resource token file that exists (IKS, Code Engine), if any."""
+    for path in cr_token_paths():
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def vpc_instance(settings: Settings) -> Identity | None:
+    """The VPC instance identity, when enabled: the metadata service will vouch for us."""
+    if not settings.vpc:
+        return None
+    profile = os.environ.get("IBMCLOUD_CR_PROFILE", "").strip() or None
+    return Identity(VPC, "", f"the VPC instance identity ({settings.metadata_url})",
+                    endpoint=settings.metadata_url, profile=profile)
+
+
 def find(host: str, settings: Settings, store: CredentialStore) -> Identity | None:
     identity = stored(host, store)
     if identity is not None or host == ENTITLED_HOST:
         # The entitled registry never takes an IAM identity: only its stored `cp` key.
         return identity
-    return env_api_key() or ibmcloud_session()
+    # Each source runs only when the earlier ones found nothing: the hot path (an
+    # API key) never even looks for token files.
+    identity = env_api_key() or trusted_profile() or vpc_instance(settings) or ibmcloud_session()
+    if identity is None:
+        path = mounted_cr_token()
+        if path is not None:
+            log.warning(f"found the compute-resource token {path} but IBMCLOUD_CR_PROFILE is "
+                        "not set: set it to the trusted profile to assume (name, ID or CRN)")
+    return identity

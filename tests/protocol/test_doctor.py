@@ -108,3 +108,13 @@ def test_wrong_file_permissions_fail(helper: Helper) -> None:
 def test_doctor_help(helper: Helper) -> None:
     res = helper.run("doctor", "--help")
     assert res.returncode == 0 and "--offline" in res.stdout
+
+
+def test_trusted_profile_identity(helper: Helper) -> None:
+    routed(helper, "us.icr.io")
+    cr_token = "cr-token-for-doctor-0123456789"
+    res = doctor(helper, "--offline", env={"IBMCLOUD_CR_TOKEN": cr_token,
+                                           "IBMCLOUD_CR_PROFILE": "my-profile"})
+    assert res.returncode == 0, res.stdout
+    assert "compute-resource token" in res.stdout and "answers as iambearer" in res.stdout
+    assert_no_secret(cr_token, res.stdout, res.stderr)
