@@ -466,8 +466,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _run(self, method: str) -> None:
         svc: IcrTokenService = self.server.svc  # type: ignore[attr-defined]
         url = urllib.parse.urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
+        raw = self._read_body()
         if url.path != REALM_PATH:
             self._send(404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]})
             return
@@ -479,6 +478,26 @@ class _Handler(BaseHTTPRequestHandler):
         status, body = svc.handle(method, url.query, form, self.headers.get("Authorization"))
         headers = {"WWW-Authenticate": f'Basic realm="{svc.service}"'} if status == 401 else {}
         self._send(status, body, headers)
+
+    def _read_body(self, limit: int = 1 << 20) -> bytes:
+        """The request body, sized by Content-Length or sent chunked.
+
+        containers/image (skopeo, podman, buildah) POSTs its OAuth2 refresh-token
+        grant with `Transfer-Encoding: chunked` and no Content-Length.
+        """
+        if self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
+            data = b""
+            while len(data) <= limit:
+                size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                        pass
+                    break
+                data += self.rfile.read(min(size, limit + 1 - len(data)))
+                self.rfile.readline(64)  # the CRLF after each chunk
+            return data[:limit]
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(min(length, limit)) if length > 0 else b""
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
