@@ -18,7 +18,9 @@ def ensure_private_dir(path: str) -> None:
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except FileExistsError:
-        raise OSError(f"{path} exists and is not a directory") from None
+        from docker_credential_icr.i18n import _
+
+        raise OSError(_("{path} exists and is not a directory").format(path=path)) from None
     if not _WINDOWS:
         st = os.stat(path)
         if st.st_mode & 0o077 and st.st_uid == os.getuid():
@@ -32,6 +34,44 @@ def read_bytes(path: str) -> bytes | None:
             return fh.read()
     except FileNotFoundError:
         return None
+
+
+def remove_stale_temps(path: str) -> None:
+    """Delete temp files a killed writer left beside `path` (they may hold secrets).
+
+    Call only while holding the lock that every writer of `path` holds: then no temp
+    file there can belong to a live writer.
+    """
+    directory = os.path.dirname(path) or "."
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _replace(src: str, dst: str) -> None:
+    if not _WINDOWS:
+        os.replace(src, dst)
+        return
+    # Windows refuses to replace a file another process has open (a concurrent `get`
+    # reading it): that reader is done within milliseconds, so retry briefly.
+    import time
+
+    for attempt in range(50):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == 49:
+                raise
+            time.sleep(0.02)
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -48,7 +88,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -96,13 +136,16 @@ class FileLock:
     def __enter__(self) -> FileLock:
         import time
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Never through a symlink: a planted link would make us create a file elsewhere.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         give_up = None if self.timeout is None else time.monotonic() + self.timeout
         delay = 0.005
         try:
             while not self._try_lock(fd):
                 if give_up is not None and time.monotonic() >= give_up:
-                    raise TimeoutError(f"timed out waiting for the lock {self.path}")
+                    from docker_credential_icr.i18n import _
+
+                    raise TimeoutError(_("timed out waiting for the lock {path}").format(path=self.path))
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         except BaseException:

@@ -7,6 +7,10 @@ must never match, so matching is set membership, never suffix or pattern matchin
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 REGIONS = ("us", "uk", "de", "au", "jp", "jp2", "ca", "ca2", "br", "es", "fr2", "in", "in2")
 
 PUBLIC_HOSTS = ("icr.io", *(f"{r}.icr.io" for r in REGIONS))
@@ -24,6 +28,9 @@ ENTITLED_HOST = "cp.icr.io"
 BUILTIN_HOSTS = frozenset((*PUBLIC_HOSTS, *PRIVATE_HOSTS, *LEGACY_HOSTS, ENTITLED_HOST))
 
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+# str.lower() folds some non-ASCII letters into ASCII ("\u212a" KELVIN SIGN → "k", so
+# "u\u212a.icr.io" would become "uk.icr.io"): host names are ASCII, lower-case ASCII only.
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _valid_name(name: str) -> bool:
@@ -42,7 +49,7 @@ def canonical_host(server_url: str) -> str | None:
     Clients send a bare `host[:port]`, `docker login` may send a URL; both are reduced
     to lower-case `host[:port]`. Userinfo, odd schemes and bad characters give None.
     """
-    text = server_url.strip().lower()
+    text = server_url.strip().translate(_ASCII_LOWER)
     if "://" in text:
         scheme, _, text = text.partition("://")
         if scheme not in ("https", "http"):
@@ -63,8 +70,9 @@ def canonical_host(server_url: str) -> str | None:
     return f"{name}:{port}"
 
 
-def parse_registry_list(value: str, where: str) -> frozenset[str]:
-    """Comma-separated host[:port] list from config or env; a bad entry names `where`."""
+def parse_registry_list(value: str, where: str | Callable[[], str]) -> frozenset[str]:
+    """Comma-separated host[:port] list from config or env; a bad entry names `where`
+    (a string, or a function giving it: called only when there is an error to report)."""
     hosts = set()
     for item in value.split(","):
         item = item.strip()
@@ -72,7 +80,11 @@ def parse_registry_list(value: str, where: str) -> frozenset[str]:
             continue
         host = canonical_host(item)
         if host is None or host != item.lower().rstrip("/"):
-            raise ValueError(f"{where}: {item!r} is not a host[:port] (example: myreg.example.com:5000)")
+            from docker_credential_icr.i18n import _
+
+            raise ValueError(_("{where}: {item} is not a host[:port] (example: {example})").format(
+                where=where() if callable(where) else where, item=repr(item),
+                example="myreg.example.com:5000"))
         hosts.add(host)
     return frozenset(hosts)
 

@@ -7,6 +7,9 @@ trailing newline) so that our stdout is indistinguishable from a Go helper's.
 
 from __future__ import annotations
 
+from docker_credential_icr.i18n import _
+
+# Never translated (clients compare them), and neither are the JSON answers below.
 NOT_FOUND = "credentials not found in native keychain"
 MISSING_SERVER_URL = "no credentials server URL"
 MISSING_USERNAME = "no credentials username"
@@ -52,6 +55,10 @@ def _go_string(text: str) -> str:
             out.append(escaped)
         elif ch < " ":
             out.append(f"\\u{ord(ch):04x}")
+        elif "\ud800" <= ch <= "\udfff":
+            # A lone surrogate (json.loads makes one from "\ud800") cannot be written as
+            # UTF-8; Go's encoder writes invalid text as \ufffd, and so do we.
+            out.append("\\ufffd")
         else:
             out.append(ch)
     out.append('"')
@@ -77,11 +84,11 @@ def encode_list(accounts: dict[str, str]) -> str:
 def decode_request(raw: bytes) -> str:
     """Requests are UTF-8, strictly: a client never sends anything else."""
     if len(raw) > MAX_REQUEST_BYTES:
-        raise HelperError(f"request too large (more than {MAX_REQUEST_BYTES} bytes)")
+        raise HelperError(_("request too large (more than {limit} bytes)").format(limit=MAX_REQUEST_BYTES))
     try:
         return raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise HelperError("request is not valid UTF-8") from None
+        raise HelperError(_("request is not valid UTF-8")) from None
 
 
 def parse_server_url(text: str) -> str:
@@ -103,10 +110,11 @@ def parse_store_request(text: str) -> tuple[str, str, str]:
     try:
         doc = json.loads(text)
     except ValueError:
-        raise HelperError("store: request is not valid JSON") from None
+        raise HelperError(_("store: request is not valid JSON")) from None
     if not isinstance(doc, dict):
         raise HelperError(
-            'store: request must be a JSON object {"ServerURL","Username","Secret"}'
+            _("store: request must be a JSON object {fields}").format(
+                fields='{"ServerURL","Username","Secret"}')
         )
     fields = {"serverurl": "", "username": "", "secret": ""}
     for key, value in doc.items():
@@ -114,7 +122,7 @@ def parse_store_request(text: str) -> tuple[str, str, str]:
         if name not in fields or value is None:
             continue
         if not isinstance(value, str):
-            raise HelperError(f"store: field {key!r} must be a string")
+            raise HelperError(_("store: field {field} must be a string").format(field=repr(key)))
         fields[name] = value
     if not fields["serverurl"].strip():
         raise HelperError(MISSING_SERVER_URL)

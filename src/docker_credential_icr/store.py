@@ -11,6 +11,7 @@ import os
 import sys
 
 from docker_credential_icr import fsutil, log, paths
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
 
 FORMAT_VERSION = 1
@@ -33,8 +34,8 @@ class CredentialStore:
             return
         if st.st_mode & 0o077:
             os.chmod(self.path, 0o600)
-            log.warning(f"{self.path} was readable by other users (mode "
-                        f"{st.st_mode & 0o777:o}); its mode is now 600")
+            log.warning(_("{path} was readable by other users (mode {mode}); its mode is now 600").format(
+                path=self.path, mode=f"{st.st_mode & 0o777:o}"))
 
     def read(self) -> dict[str, dict[str, str]]:
         """Host → {"Username", "Secret"}; empty when the file does not exist yet."""
@@ -42,10 +43,10 @@ class CredentialStore:
         if raw is None:
             return {}
         self._check_permissions()
-        import json
+        from docker_credential_icr.jsonfast import loads  # `import json` costs ~5 ms per start
 
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = loads(raw.decode("utf-8"))
             auths = doc["auths"]
             if doc.get("version") != FORMAT_VERSION or not isinstance(auths, dict):
                 raise ValueError
@@ -53,10 +54,10 @@ class CredentialStore:
                 if not (isinstance(entry, dict) and isinstance(entry.get("Username"), str)
                         and isinstance(entry.get("Secret"), str)):
                     raise ValueError
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
             raise StoreError(
-                f"credentials file {self.path} is corrupt; move it aside and run "
-                "`docker login` again (it was left untouched)"
+                _("credentials file {path} is corrupt; move it aside and run "
+                  "`docker login` again (it was left untouched)").format(path=self.path)
             ) from None
         for entry in auths.values():
             log.remember_secret(entry["Secret"])
@@ -78,6 +79,7 @@ class CredentialStore:
             import json
 
             doc = {"version": FORMAT_VERSION, "auths": dict(sorted(auths.items()))}
+            fsutil.remove_stale_temps(self.path)
             fsutil.atomic_write(self.path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
             return True
 

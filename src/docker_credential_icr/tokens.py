@@ -8,11 +8,11 @@ and imports nothing from the network stack: that is the warm-cache hot path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
 from docker_credential_icr import fsutil, log, paths
+from docker_credential_icr.i18n import _
 
 REFRESH_FRACTION = 0.2  # refresh once 80% of the lifetime has passed
 EXPIRY_MARGIN = 30.0  # seconds: a token this close to expiry is no longer handed out
@@ -38,7 +38,20 @@ class Token:
 def cache_key(grant: str, identity_secret: str, endpoint: str) -> str:
     """Hash of (grant, identity, endpoint): the file name says nothing about the secret."""
     material = "\0".join((grant, identity_secret, endpoint)).encode("utf-8")
-    return hashlib.sha256(material).hexdigest()[:40]
+    return _sha256(material).hexdigest()[:40]
+
+
+def _sha256(data: bytes):
+    # `import hashlib` loads OpenSSL's libcrypto (~2 ms on every warm-cache `get`);
+    # CPython's built-in SHA-256 gives the same digest without it.
+    try:
+        from _sha2 import sha256  # CPython >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # CPython 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 class TokenCache:
@@ -53,21 +66,21 @@ class TokenCache:
         try:
             raw = fsutil.read_bytes(self.path(key))
         except OSError as exc:
-            log.warning(f"token cache unreadable ({exc.strerror}); asking IAM")
+            log.warning(_("token cache unreadable ({reason}); asking IAM").format(reason=exc.strerror))
             return None
         if raw is None:
             return None
-        import json
+        from docker_credential_icr.jsonfast import loads  # `import json` costs ~5 ms per start
 
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = loads(raw.decode("utf-8"))
             token = Token(doc["access_token"], doc.get("refresh_token"),
                           float(doc["expiration"]), float(doc["expires_in"]))
             if not isinstance(token.access_token, str) or not (
                     token.refresh_token is None or isinstance(token.refresh_token, str)):
                 raise TypeError
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            log.warning(f"ignoring corrupt token cache entry {self.path(key)}")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+            log.warning(_("ignoring corrupt token cache entry {path}").format(path=self.path(key)))
             return None
         log.remember_secret(token.access_token)
         log.remember_secret(token.refresh_token)
@@ -83,14 +96,15 @@ class TokenCache:
             fsutil.atomic_write(self.path(key), json.dumps(doc).encode("utf-8"))
         except OSError as exc:
             # Not caching costs an IAM round trip next time; failing the pull costs more.
-            log.warning(f"cannot write token cache in {self.directory} ({exc.strerror}); "
-                        "continuing without it")
+            log.warning(_("cannot write token cache in {directory} ({reason}); "
+                          "continuing without it").format(directory=self.directory, reason=exc.strerror))
 
     def lock(self, key: str, timeout: float) -> fsutil.FileLock | None:
         try:
             fsutil.ensure_private_dir(self.directory)
         except OSError as exc:
-            log.warning(f"cannot create token cache {self.directory} ({exc.strerror})")
+            log.warning(_("cannot create token cache {directory} ({reason})").format(
+                directory=self.directory, reason=exc.strerror))
             return None
         return fsutil.FileLock(self.path(key) + ".lock", timeout=timeout)
 
@@ -119,8 +133,14 @@ def obtain(cache: TokenCache, key: str, fetch, deadline_at: float,
             except TimeoutError:
                 if cached is not None and cached.usable(time.time()):
                     return cached
-                raise IAMUnavailable("another docker-credential-icr process held the token "
-                                     "cache lock past the deadline; try again") from None
+                raise IAMUnavailable(_("another {program} process held the token "
+                                       "cache lock past the deadline; try again").format(
+                    program="docker-credential-icr")) from None
+            except OSError as exc:
+                # A read-only or full cache directory: answer without the lock (and the cache).
+                log.warning(_("cannot lock the token cache ({reason}); continuing without it").format(
+                    reason=exc.strerror))
+                lock = None
         # Someone else may have refreshed while we waited for the lock.
         cached = cache.read(key) or cached
         now = time.time()
@@ -131,8 +151,8 @@ def obtain(cache: TokenCache, key: str, fetch, deadline_at: float,
             response = fetch(cached)
         except IAMUnavailable as exc:
             if cached is not None and cached.usable(time.time()):
-                log.warning(f"{exc} — using the cached token, valid until "
-                            f"{time.strftime('%H:%M:%S', time.localtime(cached.expiration))}")
+                log.warning(_("{error} — using the cached token, valid until {when}").format(
+                    error=exc, when=time.strftime("%H:%M:%S", time.localtime(cached.expiration))))
                 return cached
             raise
         token = Token(response.access_token, response.refresh_token, response.expiration,

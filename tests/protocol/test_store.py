@@ -165,3 +165,13 @@ def test_concurrent_stores_lose_nothing(helper: Helper) -> None:
         procs.append(p)
     assert [p.wait(timeout=60) for p in procs] == [0] * len(hosts)
     assert json.loads(helper.run("list").stdout) == {h: "iamapikey" for h in hosts}
+
+
+def test_temp_files_of_a_killed_writer_are_removed(helper: Helper) -> None:
+    helper.store("us.icr.io", "iamapikey", KEY)
+    stale = helper.data_dir / ".credentials.json.12345.deadbeef.tmp"
+    stale.write_text('{"version": 1, "auths": {"uk.icr.io": {"Username": "iamapikey", "Secret": "old"}}}')
+    unrelated = helper.data_dir / "notes.tmp"
+    unrelated.write_text("mine")
+    assert helper.store("uk.icr.io", "iamapikey", KEY).returncode == 0
+    assert not stale.exists() and unrelated.exists()
