@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 from docker_credential_icr import log, tokens
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.sources import APIKEY, BEARER, CR_TOKEN, OPAQUE, REFRESH, VPC, Identity
@@ -70,13 +71,13 @@ def resolve(identity: Identity, settings: Settings, store: CredentialStore,
     elif identity.kind == REFRESH:
         token = _from_refresh_token(identity, settings, store, deadline_at)
     else:
-        raise HelperError(f"unsupported identity kind {identity.kind!r}")
+        raise HelperError(_("unsupported identity kind {kind}").format(kind=repr(identity.kind)))
 
     if mode == "bearer":
         return Answer("iambearer", token.access_token, _fresh_until(token))
     if not token.refresh_token:
-        raise HelperError("IAM issued no refresh token for this identity; use "
-                          "DOCKER_CREDENTIAL_ICR_MODE=bearer")
+        raise HelperError(_("IAM issued no refresh token for this identity; use "
+                            "DOCKER_CREDENTIAL_ICR_MODE=bearer"))
     return Answer("iamrefresh", token.refresh_token, _fresh_until(token))
 
 
@@ -104,7 +105,8 @@ def _from_api_key(identity: Identity, settings: Settings, deadline_at: float) ->
         # bx:bx makes IAM issue a refresh token too, so one entry serves both modes.
         return iam.request_token(endpoint, {"grant_type": iam.GRANT_APIKEY, "apikey": identity.secret},
                                  basic=iam.CLI_CLIENT, deadline_at=deadline_at,
-                                 what=f"the API key from {identity.origin}")
+                                 what=lambda: _("the API key from {origin}").format(
+                                     origin=identity.describe()))
 
     return tokens.obtain(cache, key, fetch, deadline_at)
 
@@ -124,7 +126,8 @@ def _from_refresh_token(identity: Identity, settings: Settings, store: Credentia
         response = iam.request_token(endpoint, {"grant_type": iam.GRANT_REFRESH,
                                                 "refresh_token": refresh},
                                      basic=iam.CLI_CLIENT, deadline_at=deadline_at,
-                                     what=f"the refresh token from {identity.origin}")
+                                     what=lambda: _("the refresh token from {origin}").format(
+                                         origin=identity.describe()))
         if not response.refresh_token:
             response.refresh_token = refresh
         return response
@@ -148,9 +151,9 @@ def _unexpired_bearer(identity: Identity) -> str:
     if expiry is not None and expiry <= time.time() + tokens.EXPIRY_MARGIN:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
         raise HelperError(
-            f"the IAM access token {identity.origin} expired at {when}; access tokens last "
-            "about an hour — store an API key instead (docker login -u iamapikey) or set "
-            "IBMCLOUD_API_KEY"
+            _("the IAM access token {origin} expired at {when}; access tokens last "
+              "about an hour — store an API key instead (docker login -u iamapikey) or set "
+              "IBMCLOUD_API_KEY").format(origin=identity.describe(), when=when)
         )
     return identity.secret
 

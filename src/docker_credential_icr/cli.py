@@ -10,44 +10,66 @@ import os
 import sys
 
 from docker_credential_icr import DIST_NAME, __version__, log
-from docker_credential_icr.protocol import PROGRAM, USAGE, HelperError
+from docker_credential_icr.i18n import _
+from docker_credential_icr.protocol import NOT_FOUND, PROGRAM, USAGE, HelperError
 
-HELP = f"""\
-{PROGRAM} — Docker credential helper for IBM Cloud Container Registry (icr.io)
 
-Docker, Podman, Buildah and Skopeo run this program themselves once
-~/.docker/config.json routes the ICR hosts to it:
+def _entries(rows: list[tuple[str, str]], width: int) -> list[str]:
+    """`  name      text` rows; a text's further lines are indented under its first."""
+    out = []
+    for name, text in rows:
+        first, *rest = text.split("\n")
+        out.append(f"  {name:<{width}}{first}")
+        out.extend(" " * (2 + width) + line for line in rest)
+    return out
 
-    {{"credHelpers": {{"us.icr.io": "icr", "icr.io": "icr"}}}}
 
-Protocol actions (request on stdin, answer on stdout):
-  get        print the credentials for the server URL read from stdin
-  store      store {{"ServerURL","Username","Secret"}} read from stdin (docker login)
-  erase      forget the credentials for the server URL read from stdin (docker logout)
-  list       print {{host: username}} for the stored credentials (never a secret)
-  version    print the version
-
-Commands for people:
-  doctor [HOST]      check everything a pull needs (--offline: no IAM probe)
-  configure-docker   add "credHelpers" entries for the ICR hosts to ~/.docker/config.json
-                     (--help for its options; --uninstall removes them)
-  kubelet            kubelet image credential provider (CredentialProviderRequest on stdin;
-                     see docs/kubernetes.md)
-
-Options:
-  -h, --help      this text
-  --version       print the version
-
-Examples:
-  {PROGRAM} configure-docker
-  export IBMCLOUD_API_KEY=@$HOME/.bluemix/apikey.txt   # or the key itself
-  echo us.icr.io | {PROGRAM} get
-  echo "$KEY" | docker login -u iamapikey --password-stdin us.icr.io
-
-Environment: IBMCLOUD_API_KEY / IC_API_KEY, DOCKER_CREDENTIAL_ICR_MODE
-(auto|refresh|bearer|apikey), DOCKER_CREDENTIAL_ICR_REGISTRIES, DOCKER_CREDENTIAL_ICR_CONFIG,
-DOCKER_CREDENTIAL_ICR_LOG (debug|info|warning), DOCKER_CREDENTIAL_ICR_LOG_FILE.
-"""
+def help_text() -> str:
+    """`--help`, in the user's language (commands, names and variables stay as they are)."""
+    lines = [
+        _("{program} — Docker credential helper for IBM Cloud Container Registry (icr.io)").format(
+            program=PROGRAM),
+        "",
+        _("Docker, Podman, Buildah and Skopeo run this program themselves once\n"
+          "~/.docker/config.json routes the ICR hosts to it:"),
+        "",
+        '    {"credHelpers": {"us.icr.io": "icr", "icr.io": "icr"}}',
+        "",
+        _("Protocol actions (request on stdin, answer on stdout):"),
+        *_entries([
+            ("get", _("print the credentials for the server URL read from stdin")),
+            ("store", _("store {request} read from stdin (docker login)").format(
+                request='{"ServerURL","Username","Secret"}')),
+            ("erase", _("forget the credentials for the server URL read from stdin (docker logout)")),
+            ("list", _("print {answer} for the stored credentials (never a secret)").format(
+                answer="{host: username}")),
+            ("version", _("print the version")),
+        ], 11),
+        "",
+        _("Commands for people:"),
+        *_entries([
+            ("doctor [HOST]", _("check everything a pull needs (--offline: no IAM probe)")),
+            ("configure-docker", _('add "credHelpers" entries for the ICR hosts to ~/.docker/config.json\n'
+                                   "(--help for its options; --uninstall removes them)")),
+            ("kubelet", _("kubelet image credential provider (CredentialProviderRequest on stdin;\n"
+                          "see docs/kubernetes.md)")),
+        ], 19),
+        "",
+        _("Options:"),
+        *_entries([("-h, --help", _("this text")), ("--version", _("print the version"))], 16),
+        "",
+        _("Examples:"),
+        f"  {PROGRAM} configure-docker",
+        "  export IBMCLOUD_API_KEY=@$HOME/.bluemix/apikey.txt   # " + _("or the key itself"),
+        f"  echo us.icr.io | {PROGRAM} get",
+        '  echo "$KEY" | docker login -u iamapikey --password-stdin us.icr.io',
+        "",
+        _("Environment: {variables}").format(
+            variables="IBMCLOUD_API_KEY / IC_API_KEY, DOCKER_CREDENTIAL_ICR_MODE"),
+        "(auto|refresh|bearer|apikey), DOCKER_CREDENTIAL_ICR_REGISTRIES, DOCKER_CREDENTIAL_ICR_CONFIG,",
+        "DOCKER_CREDENTIAL_ICR_LOG (debug|info|warning), DOCKER_CREDENTIAL_ICR_LOG_FILE.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _read_request() -> str:
@@ -92,12 +114,13 @@ def _store() -> str:
     host = canonical_host(server_url)
     if not is_icr_host(host, cfg.registries):
         raise HelperError(
-            f"store: {server_url[:200]!r} is not an IBM Cloud Container Registry host; nothing "
-            "stored (add it with DOCKER_CREDENTIAL_ICR_REGISTRIES if it is one)"
+            _("store: {server} is not an IBM Cloud Container Registry host; nothing "
+              "stored (add it with DOCKER_CREDENTIAL_ICR_REGISTRIES if it is one)").format(
+                server=repr(server_url[:200]))
         )
     sources.check_store_username(host, username)
     if not secret:
-        raise HelperError(f"store: empty secret for {host}; nothing stored")
+        raise HelperError(_("store: empty secret for {host}; nothing stored").format(host=host))
     CredentialStore().put(host, username, secret)
     log.info(f"store: saved {username} credentials for {host}")
     return ""
@@ -111,7 +134,8 @@ def _erase() -> str:
     server_url = parse_server_url(_read_request())
     host = canonical_host(server_url)
     if host is None:
-        raise HelperError(f"erase: {server_url[:200]!r} is not a registry host name; nothing erased")
+        raise HelperError(_("erase: {server} is not a registry host name; nothing erased").format(
+            server=repr(server_url[:200])))
     if CredentialStore().delete(host):
         log.info(f"erase: removed stored credentials for {host}")
     else:
@@ -151,11 +175,18 @@ def _run_action(name: str) -> int:
         out, status = _one_line(f"{name}: {exc.strerror or exc}{where}"), 1
     except Exception as exc:  # a bug: still one line, never a traceback with secrets
         log.debug(f"{name}: unexpected {type(exc).__name__}: {exc}")
-        out, status = f"{name}: internal error ({type(exc).__name__}); "\
-                      "rerun with DOCKER_CREDENTIAL_ICR_LOG=debug\n", 1
+        out, status = _("{action}: internal error ({error}); rerun with "
+                        "DOCKER_CREDENTIAL_ICR_LOG=debug").format(
+            action=name, error=type(exc).__name__) + "\n", 1
     else:
         status = 0
-    sys.stdout.write(out)
+    if status and name == "get" and out != NOT_FOUND + "\n":
+        # Docker drops a helper's stdout error and pulls anonymously: only stderr
+        # reaches the user, and "pull access denied" alone would hide the cause.
+        sys.stderr.write(f"{PROGRAM}: {out}")
+    # The protocol is UTF-8 whatever the locale's encoding: write bytes, not text.
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out.encode("utf-8", "backslashreplace"))
     sys.stdout.flush()
     return status
 
@@ -177,15 +208,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return kubelet.main(args[1:])
     if args and args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(HELP)
+        sys.stdout.write(help_text())
         return 0
     if args == ["--version"]:
         args = ["version"]
     if len(args) != 1:
+        # English on purpose: the line docker/docker-credential-helpers prints, word for word.
         sys.stdout.write(USAGE + "\n")
         return 1
     if args[0] not in ACTIONS:
-        sys.stdout.write(f"{PROGRAM}: unknown action: {args[0]}\n")
+        sys.stdout.write(_("{program}: unknown action: {action}").format(program=PROGRAM, action=args[0])
+                         + "\n")
         return 1
     try:
         return _run_action(args[0])

@@ -9,12 +9,17 @@ access token. There is no refresh token, so the answer is always `iambearer`.
 from __future__ import annotations
 
 from docker_credential_icr import iam, log, tokens
+from docker_credential_icr.i18n import _
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.sources import Identity, profile_field, read_cr_token
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def exchange(endpoint: str, cr_token: str, profile: str, deadline_at: float,
-             what: str) -> iam.TokenResponse:
+             what: str | Callable[[], str]) -> iam.TokenResponse:
     """One cr-token grant: the token, and the profile in the form field its shape names."""
     log.remember_secret(cr_token)
     # No client credentials: IAM issues no refresh token to a trusted profile anyway.
@@ -42,6 +47,7 @@ def obtain(identity: Identity, settings: Settings, deadline_at: float) -> tokens
             # Read at each exchange, never earlier: the previous token may have expired.
             cr_token = read_cr_token(identity.token_path)
         return exchange(endpoint, cr_token, profile, deadline_at,
-                        f"the compute-resource token from {identity.origin} (trusted profile {profile})")
+                        lambda: _("the compute-resource token from {origin} (trusted profile "
+                                  "{profile})").format(origin=identity.describe(), profile=profile))
 
     return tokens.obtain(tokens.TokenCache(), key, fetch, deadline_at)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from docker_credential_icr import fsutil, hosts, log
+from docker_credential_icr.i18n import _, argument_parser
 from docker_credential_icr.protocol import PROGRAM
 
 # The `credHelpers` value: Docker runs `docker-credential-<value>`.
@@ -31,24 +32,26 @@ HELPER = "icr"
 COMMAND = f"{PROGRAM} configure-docker"
 DEFAULT_MODE = 0o600  # Docker's own mode for config.json: it may hold base64 passwords.
 
-EXAMPLES = f"""\
-examples:
-  {COMMAND}
-      route the 14 public ICR hosts (icr.io, us.icr.io, de.icr.io, ...) to {PROGRAM}
-  {COMMAND} --registries us.icr.io,de.icr.io
-      only these hosts
-  {COMMAND} --private --legacy
-      also the private endpoints (private.*.icr.io) and registry.*.bluemix.net
-  {COMMAND} --dry-run
-      print the resulting config.json on stdout; write nothing
-  {COMMAND} --containers
-      the same in containers' auth.json (podman, buildah, skopeo)
-  {COMMAND} --uninstall
-      remove every credHelpers entry that points at {HELPER}
 
-The file is $DOCKER_CONFIG/config.json (default ~/.docker/config.json). Every other
-key is kept; the previous file is saved as config.json.bak-YYYYmmddHHMMSS.
-"""
+
+def examples() -> str:
+    """The --help epilog, in the user's language (the commands stay as they are)."""
+    rows = [
+        ("", _("route the 14 public ICR hosts (icr.io, us.icr.io, de.icr.io, ...) to {program}").format(
+            program=PROGRAM)),
+        (" --registries us.icr.io,de.icr.io", _("only these hosts")),
+        (" --private --legacy",
+         _("also the private endpoints (private.*.icr.io) and registry.*.bluemix.net")),
+        (" --dry-run", _("print the resulting config.json on stdout; write nothing")),
+        (" --containers", _("the same in containers' auth.json (podman, buildah, skopeo)")),
+        (" --uninstall", _("remove every credHelpers entry that points at {helper}").format(helper=HELPER)),
+    ]
+    lines = [_("examples:")]
+    for options, text in rows:
+        lines += [f"  {COMMAND}{options}", f"      {text}"]
+    lines += ["", _("The file is $DOCKER_CONFIG/config.json (default ~/.docker/config.json). Every other\n"
+                    "key is kept; the previous file is saved as config.json.bak-YYYYmmddHHMMSS.")]
+    return "\n".join(lines) + "\n"
 
 
 class ConfigureError(Exception):
@@ -92,8 +95,9 @@ def parse_hosts(values: Iterable[str]) -> list[str]:
                 continue
             host = hosts.canonical_host(item)
             if host is None:
-                raise ConfigureError(f"--registries: {item!r} is not a registry host[:port] "
-                                     "(example: us.icr.io or myreg.example.com:5000)")
+                raise ConfigureError(_("--registries: {item} is not a registry host[:port] "
+                                       "(example: us.icr.io or myreg.example.com:5000)").format(
+                    item=repr(item)))
             if host not in out:
                 out.append(host)
     return out
@@ -110,7 +114,7 @@ def selected_hosts(args: argparse.Namespace) -> list[str] | None:
     if args.registries is not None:
         chosen = parse_hosts(args.registries)
         if not chosen:
-            raise ConfigureError("--registries: no host given (example: --registries us.icr.io,de.icr.io)")
+            raise ConfigureError(_("--registries: no host given (example: --registries us.icr.io,de.icr.io)"))
     else:
         chosen = list(hosts.PUBLIC_HOSTS)
     if args.private:
@@ -127,18 +131,21 @@ def load(path: str) -> tuple[bytes | None, dict[str, object]]:
     try:
         raw = fsutil.read_bytes(path)
     except IsADirectoryError:
-        raise ConfigureError(f"{path} is a directory, not a file; nothing changed") from None
+        raise ConfigureError(_("{path} is a directory, not a file; nothing changed").format(
+            path=path)) from None
     except NotADirectoryError:
-        raise ConfigureError(f"cannot use {path}: one of its parents is a file, not a directory; "
-                             "nothing changed") from None
+        raise ConfigureError(_("cannot use {path}: one of its parents is a file, not a directory; "
+                               "nothing changed").format(path=path)) from None
     except OSError as exc:
-        raise ConfigureError(f"cannot read {path}: {exc.strerror or exc}; nothing changed") from None
+        raise ConfigureError(_("cannot read {path}: {reason}; nothing changed").format(
+            path=path, reason=exc.strerror or exc)) from None
     if raw is None:
         return None, {}
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigureError(f"{path} is not UTF-8 text; fix or move it, nothing changed") from None
+        raise ConfigureError(_("{path} is not UTF-8 text; fix or move it, nothing changed").format(
+            path=path)) from None
     if not text.strip():
         # Docker reads an empty file as an empty configuration; so do we.
         return raw, {}
@@ -146,14 +153,15 @@ def load(path: str) -> tuple[bytes | None, dict[str, object]]:
         # Plain dicts keep the file's key order, so the rewrite keeps it too.
         doc = json.loads(text)
     except ValueError as exc:
-        raise ConfigureError(f"{path} is not valid JSON ({exc}); fix or move it, nothing changed") from None
+        raise ConfigureError(_("{path} is not valid JSON ({error}); fix or move it, nothing changed").format(
+            path=path, error=exc)) from None
     if not isinstance(doc, dict):
-        raise ConfigureError(f"{path}: the top level is a JSON {_json_type(doc)}, not an object; "
-                             "fix or move it, nothing changed")
+        raise ConfigureError(_("{path}: the top level is a JSON {type}, not an object; "
+                               "fix or move it, nothing changed").format(path=path, type=_json_type(doc)))
     helpers = doc.get("credHelpers")
     if helpers is not None and not isinstance(helpers, dict):
-        raise ConfigureError(f"{path}: \"credHelpers\" is a JSON {_json_type(helpers)}, not an object; "
-                             "fix or move it, nothing changed")
+        raise ConfigureError(_("{path}: {key} is a JSON {type}, not an object; fix or move it, nothing "
+                               "changed").format(path=path, key='"credHelpers"', type=_json_type(helpers)))
     return raw, doc
 
 
@@ -188,7 +196,8 @@ def add(doc: dict[str, object], wanted: Sequence[str]) -> tuple[dict[str, object
         if previous is None:
             changes.append(f"  + {host}")
         else:
-            changes.append(f"  ~ {host} (was {previous!r}; the backup keeps it)")
+            changes.append(f"  ~ {host} " + _("(was {previous}; the backup keeps it)").format(
+                previous=repr(previous)))
         helpers[host] = HELPER
     new["credHelpers"] = helpers
     return (new, changes) if changes else (doc, [])
@@ -249,9 +258,10 @@ def _write_backup(path: str, data: bytes) -> str:
 def _write_error(path: str, directory: str, exc: OSError) -> ConfigureError:
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ConfigureError(f"cannot write {path}: directory {directory} is not writable ({reason}); "
-                              "nothing changed")
-    return ConfigureError(f"cannot write {path} in {directory}: {reason}; nothing changed")
+        return ConfigureError(_("cannot write {path}: directory {directory} is not writable ({reason}); "
+                                "nothing changed").format(path=path, directory=directory, reason=reason))
+    return ConfigureError(_("cannot write {path} in {directory}: {reason}; nothing changed").format(
+        path=path, directory=directory, reason=reason))
 
 
 def write(path: str, original: bytes | None, data: bytes) -> str | None:
@@ -271,8 +281,9 @@ def write(path: str, original: bytes | None, data: bytes) -> str | None:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             where = exc.filename or directory
-            raise ConfigureError(f"cannot create directory {where} for {path}: "
-                                 f"{exc.strerror or exc}; nothing changed") from None
+            raise ConfigureError(_("cannot create directory {directory} for {path}: "
+                                   "{reason}; nothing changed").format(
+                directory=where, path=path, reason=exc.strerror or exc)) from None
     backup = None
     try:
         if original is not None:
@@ -280,8 +291,8 @@ def write(path: str, original: bytes | None, data: bytes) -> str | None:
         # Another program (docker login, say) may have rewritten the file since we read
         # it: replacing it now would silently undo that program's change.
         if fsutil.read_bytes(target) != original:
-            raise ConfigureError(f"{path} changed while it was being edited; nothing changed, "
-                                 "run the command again")
+            raise ConfigureError(_("{path} changed while it was being edited; nothing changed, "
+                                   "run the command again").format(path=path))
         fsutil.atomic_write(target, data, mode)
         # The temp file was created through the umask; give back the original's exact mode.
         if os.stat(target).st_mode & 0o777 != mode:
@@ -307,19 +318,24 @@ def _note(text: str) -> None:
 def _warn_not_on_path() -> None:
     if shutil.which(PROGRAM) is not None:
         return
-    here = ""
     if os.path.basename(sys.argv[0]) == PROGRAM:
-        here = f" (this one is in {os.path.dirname(os.path.abspath(sys.argv[0]))})"
-    log.warning(f"{PROGRAM} is not on PATH{here}: Docker looks it up there and would fail with "
-                f"'executable file not found in $PATH'. Add its directory to PATH.")
+        log.warning(_("{program} is not on PATH (this one is in {directory}): Docker looks it up there "
+                      "and would fail with 'executable file not found in $PATH'. Add its directory to "
+                      "PATH.").format(program=PROGRAM,
+                                      directory=os.path.dirname(os.path.abspath(sys.argv[0]))))
+    else:
+        log.warning(_("{program} is not on PATH: Docker looks it up there and would fail with "
+                      "'executable file not found in $PATH'. Add its directory to PATH.").format(
+            program=PROGRAM))
 
 
 def _warn_creds_store(doc: dict[str, object], path: str) -> None:
     store = doc.get("credsStore")
     if isinstance(store, str) and store:
-        log.warning(f"{path} also sets \"credsStore\": \"{store}\". That is fine: credHelpers "
-                    f"entries win over credsStore for their hosts, so the ICR hosts use {PROGRAM} "
-                    f"and every other registry keeps using docker-credential-{store}.")
+        log.warning(_("{path} also sets \"credsStore\": \"{store}\". That is fine: credHelpers "
+                      "entries win over credsStore for their hosts, so the ICR hosts use {program} "
+                      "and every other registry keeps using docker-credential-{store}.").format(
+            path=path, store=store, program=PROGRAM))
 
 
 def _warn_old_logins(doc: dict[str, object], wanted: Sequence[str], path: str) -> None:
@@ -329,8 +345,9 @@ def _warn_old_logins(doc: dict[str, object], wanted: Sequence[str], path: str) -
     stale = [h for h in wanted if h in auths]
     if stale:
         # Only host names: the entries themselves may hold base64-encoded passwords.
-        log.warning(f"{path} still has saved logins in \"auths\" for {', '.join(stale)}; Docker now "
-                    f"asks {PROGRAM} for these hosts instead. `docker logout HOST` removes them.")
+        log.warning(_("{path} still has saved logins in \"auths\" for {hosts}; Docker now "
+                      "asks {program} for these hosts instead. `docker logout HOST` removes them.").format(
+            path=path, hosts=", ".join(stale), program=PROGRAM))
 
 
 def _warn_unknown_hosts(wanted: Sequence[str]) -> None:
@@ -342,48 +359,51 @@ def _warn_unknown_hosts(wanted: Sequence[str]) -> None:
     try:
         extra = settings.load().registries
     except Exception as exc:  # a broken config must not stop configure-docker: say so
-        log.warning(f"cannot check the helper's own configuration: {exc}")
+        log.warning(_("cannot check the helper's own configuration: {error}").format(error=exc))
         return
     unknown = [h for h in custom if h not in extra]
     if unknown:
-        log.warning(f"{', '.join(unknown)}: not a built-in ICR host, so {PROGRAM} answers "
-                    "'credentials not found' for it until it is listed in DOCKER_CREDENTIAL_ICR_REGISTRIES "
-                    "or in `registries` of the helper's config.toml.")
+        log.warning(_("{hosts}: not a built-in ICR host, so {program} answers "
+                      "'credentials not found' for it until it is listed in DOCKER_CREDENTIAL_ICR_REGISTRIES "
+                      "or in `registries` of the helper's config.toml.").format(
+            hosts=", ".join(unknown), program=PROGRAM))
 
 
 # --- the command -------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argument_parser(
         prog=COMMAND,
-        description=f"Route IBM Cloud Container Registry hosts to {PROGRAM}: add\n"
-                    f'"credHelpers": {{HOST: "{HELPER}"}} entries to Docker\'s config.json.',
-        epilog=EXAMPLES,
+        description=_("Route IBM Cloud Container Registry hosts to {program}: add\n"
+                      "{entries} entries to Docker's config.json.").format(
+            program=PROGRAM, entries=f'"credHelpers": {{HOST: "{HELPER}"}}'),
+        epilog=examples(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--registries", metavar="H1,H2", action="append",
-                        help="these hosts (host[:port], comma-separated) instead of the 14 public "
-                             "ICR hosts")
+                        help=_("these hosts (host[:port], comma-separated) instead of the 14 public "
+                               "ICR hosts"))
     parser.add_argument("--private", action="store_true",
-                        help="also the private endpoints private.icr.io, private.<region>.icr.io "
-                             "(added to --registries or to the public hosts)")
+                        help=_("also the private endpoints private.icr.io, private.<region>.icr.io "
+                               "(added to --registries or to the public hosts)"))
     parser.add_argument("--legacy", action="store_true",
-                        help="also the deprecated registry.*.bluemix.net hosts")
+                        help=_("also the deprecated registry.*.bluemix.net hosts"))
     parser.add_argument("--uninstall", action="store_true",
-                        help=f"remove the entries pointing at {HELPER} (all of them, or only the "
-                             "selected hosts)")
+                        help=_("remove the entries pointing at {helper} (all of them, or only the "
+                               "selected hosts)").format(helper=HELPER))
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the resulting file on stdout and write nothing")
+                        help=_("print the resulting file on stdout and write nothing"))
     parser.add_argument("--containers", action="store_true",
-                        help="edit containers' auth.json (REGISTRY_AUTH_FILE, else "
-                             "$XDG_RUNTIME_DIR/containers/auth.json, else ~/.config/containers/auth.json), "
-                             "read first by podman, buildah and skopeo, instead of Docker's config.json")
+                        help=_("edit containers' auth.json ({variable}, else "
+                               "$XDG_RUNTIME_DIR/containers/auth.json, else ~/.config/containers/auth.json), "
+                               "read first by podman, buildah and skopeo, instead of Docker's "
+                               "config.json").format(variable="REGISTRY_AUTH_FILE"))
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     path = containers_auth_path() if args.containers else docker_config_path()
-    what = "auth.json" if args.containers else "Docker's config.json"
+    what = "auth.json" if args.containers else _("Docker's config.json")
     wanted = selected_hosts(args)
     original, doc = load(path)
 
@@ -405,39 +425,47 @@ def run(args: argparse.Namespace) -> int:
         out = sys.stdout.buffer
         out.write(data)
         out.flush()
-        verb = "would remove" if args.uninstall else "would add"
-        if changes:
-            _note(f"Dry run: {verb} in {path} (nothing written):\n" + "\n".join(changes))
+        if changes and args.uninstall:
+            _note(_("Dry run: would remove in {path} (nothing written):").format(path=path)
+                  + "\n" + "\n".join(changes))
+        elif changes:
+            _note(_("Dry run: would add in {path} (nothing written):").format(path=path)
+                  + "\n" + "\n".join(changes))
         else:
-            _note(f"Dry run: {path} would not change (nothing written).")
+            _note(_("Dry run: {path} would not change (nothing written).").format(path=path))
         return 0
 
     if not changes:
         if args.uninstall:
-            _note(f"Nothing to remove: {path} has no credHelpers entry pointing at {HELPER}"
-                  + (" for the selected hosts." if wanted is not None else "."))
+            if wanted is not None:
+                _note(_("Nothing to remove: {path} has no credHelpers entry pointing at {helper} for the "
+                        "selected hosts.").format(path=path, helper=HELPER))
+            else:
+                _note(_("Nothing to remove: {path} has no credHelpers entry pointing at {helper}.").format(
+                    path=path, helper=HELPER))
         else:
-            _note(f"Already configured: {what} {path} routes {len(wanted or ())} host(s) to "
-                  f"{PROGRAM}; nothing changed.")
+            _note(_("Already configured: {what} {path} routes {count} host(s) to {program}; nothing "
+                    "changed.").format(what=what, path=path, count=len(wanted or ()), program=PROGRAM))
         return 0
 
     backup = write(path, original, render(new))
     flag = " --containers" if args.containers else ""
     if args.uninstall:
-        _note(f"Removed from {path}:\n" + "\n".join(changes))
+        _note(_("Removed from {path}:").format(path=path) + "\n" + "\n".join(changes))
     else:
-        _note(f"Updated {what} {path}: these hosts now use {PROGRAM}:\n" + "\n".join(changes))
+        _note(_("Updated {what} {path}: these hosts now use {program}:").format(
+            what=what, path=path, program=PROGRAM) + "\n" + "\n".join(changes))
     if backup:
-        _note(f"Previous file saved as {backup}")
+        _note(_("Previous file saved as {path}").format(path=backup))
     if args.uninstall:
         removed = ",".join(line[len("  - "):] for line in changes)
-        _note(f"Undo: {COMMAND}{flag} --registries {removed}")
+        _note(_("Undo: {command}").format(command=f"{COMMAND}{flag} --registries {removed}"))
     else:
-        _note(f"Undo: {COMMAND}{flag} --uninstall")
+        _note(_("Undo: {command}").format(command=f"{COMMAND}{flag} --uninstall"))
         if args.containers and _in_runtime_dir(path):
-            _note("Note: $XDG_RUNTIME_DIR is emptied at logout and reboot. Podman, Buildah and Skopeo "
-                  f"also read Docker's config.json, which `{COMMAND}` (without --containers) "
-                  "configures for good.")
+            _note(_("Note: $XDG_RUNTIME_DIR is emptied at logout and reboot. Podman, Buildah and Skopeo "
+                    "also read Docker's config.json, which `{command}` (without --containers) "
+                    "configures for good.").format(command=COMMAND))
     return 0
 
 
@@ -457,7 +485,8 @@ def main(argv: list[str]) -> int:
     try:
         return run(args)
     except ConfigureError as exc:
-        sys.stderr.write(f"{COMMAND}: error: {log.redact(str(exc))}\n")
+        sys.stderr.write(_("{command}: error: {message}").format(
+            command=COMMAND, message=log.redact(str(exc))) + "\n")
         return 1
     except BrokenPipeError:
         # `--dry-run | head`: the reader left; nothing was written, nothing to report.

@@ -9,7 +9,6 @@ make a pull fail.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import stat
@@ -17,9 +16,12 @@ import sys
 import time
 
 from docker_credential_icr import answer, hosts, log, paths, settings, sources
+from docker_credential_icr.i18n import _, argument_parser
 from docker_credential_icr.protocol import PROGRAM, HelperError
 from docker_credential_icr.store import CredentialStore
 
+# The verdict tags stay English in every language: short, fixed markers to scan and grep
+# for (like systemd's [FAILED]); the text after them is translated.
 OK, WARN, FAIL = "ok", "warning", "FAIL"
 
 
@@ -37,14 +39,14 @@ class Report:
 
 
 def fingerprint(secret: str) -> str:
-    return f"…{secret[-4:]}" if len(secret) >= 12 else "(short)"
+    return f"…{secret[-4:]}" if len(secret) >= 12 else _("(short)")
 
 
 def _routed_hosts(report: Report, only: str | None) -> list[str]:
     from docker_credential_icr import dockerconfig
 
     path = dockerconfig.docker_config_path()
-    report.section(f"Docker config: {path}")
+    report.section(_("Docker config: {path}").format(path=path))
     try:
         _original, doc = dockerconfig.load(path)
     except dockerconfig.ConfigureError as exc:
@@ -53,53 +55,60 @@ def _routed_hosts(report: Report, only: str | None) -> list[str]:
     helpers = doc.get("credHelpers") if isinstance(doc.get("credHelpers"), dict) else {}
     routed = sorted(h for h, v in helpers.items() if v == "icr")  # type: ignore[union-attr]
     if doc.get("credsStore"):
-        report.line(OK, f"credsStore is {doc['credsStore']!r}: credHelpers entries take precedence "
-                        "for their hosts")
+        report.line(OK, _("credsStore is {store}: credHelpers entries take precedence "
+                          "for their hosts").format(store=repr(doc["credsStore"])))
     if only is not None:
         host = hosts.canonical_host(only) or only
         if host in routed:
-            report.line(OK, f"{host} is routed to {PROGRAM}")
+            report.line(OK, _("{host} is routed to {program}").format(host=host, program=PROGRAM))
         else:
-            report.line(FAIL, f"{host} is not in credHelpers: run `{PROGRAM} configure-docker "
-                              f"--registries {host}`")
+            report.line(FAIL, _("{host} is not in credHelpers: run `{program} configure-docker "
+                                "--registries {host}`").format(host=host, program=PROGRAM))
         return [host]
     if not routed:
-        report.line(FAIL, f"no credHelpers entry points at 'icr': run `{PROGRAM} configure-docker`")
+        report.line(FAIL, _("no credHelpers entry points at 'icr': run `{program} configure-docker`").format(
+            program=PROGRAM))
         return ["us.icr.io"]
-    report.line(OK, f"{len(routed)} host(s) routed to {PROGRAM}: {', '.join(routed)}")
+    report.line(OK, _("{count} host(s) routed to {program}: {hosts}").format(
+        count=len(routed), program=PROGRAM, hosts=", ".join(routed)))
     return routed
 
 
 def _check_path(report: Report) -> None:
     found = shutil.which(PROGRAM)
     if found:
-        report.line(OK, f"{PROGRAM} on PATH: {found}")
+        report.line(OK, _("{program} on PATH: {path}").format(program=PROGRAM, path=found))
     else:
-        report.line(FAIL, f"{PROGRAM} is not on PATH: Docker will fail with \"executable file not "
-                          "found\"; run `make install` or add its directory to PATH")
+        report.line(FAIL, _("{program} is not on PATH: Docker will fail with \"executable file not "
+                            "found\"; run `make install` or add its directory to PATH").format(
+            program=PROGRAM))
 
 
 def _check_file(report: Report, path: str, want: int, what: str) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        report.line(OK, f"{what}: {path} (not created yet)")
+        report.line(OK, _("{what}: {path} (not created yet)").format(what=what, path=path))
         return
     mode = stat.S_IMODE(st.st_mode)
     if sys.platform != "win32" and mode & ~want & 0o777:
-        report.line(FAIL, f"{what}: {path} has mode {mode:o}, should be {want:o}: chmod {want:o} {path}")
+        report.line(FAIL, _("{what}: {path} has mode {mode}, should be {want}: chmod {want} {path}").format(
+            what=what, path=path, mode=f"{mode:o}", want=f"{want:o}"))
     else:
-        report.line(OK, f"{what}: {path} (mode {mode:o})")
+        report.line(OK, _("{what}: {path} (mode {mode})").format(what=what, path=path, mode=f"{mode:o}"))
 
 
 def _check_files(report: Report) -> None:
-    report.section("Files")
+    report.section(_("Files"))
     data_dir = paths.data_dir()
-    _check_file(report, data_dir, 0o700, "data directory")
-    _check_file(report, paths.credentials_file(), 0o600, "stored credentials")
-    _check_file(report, paths.cache_dir(), 0o700, "token cache")
+    _check_file(report, data_dir, 0o700, _("data directory"))
+    _check_file(report, paths.credentials_file(), 0o600, _("stored credentials"))
+    _check_file(report, paths.cache_dir(), 0o700, _("token cache"))
     config = paths.config_file()
-    report.line(OK, f"config file: {config}" + ("" if os.path.exists(config) else " (none)"))
+    if os.path.exists(config):
+        report.line(OK, _("config file: {path}").format(path=config))
+    else:
+        report.line(OK, _("config file: {path} (none)").format(path=config))
 
 
 def _describe_source(report: Report, host: str, cfg: settings.Settings,
@@ -110,16 +119,18 @@ def _describe_source(report: Report, host: str, cfg: settings.Settings,
         report.line(FAIL, f"{host}: {exc}")
         return None
     if identity is None:
-        fix = ("docker login -u cp cp.icr.io (entitlement key)" if host == hosts.ENTITLED_HOST
-               else f"export IBMCLOUD_API_KEY=… or `docker login -u iamapikey {host}`")
-        report.line(FAIL, f"{host}: no credentials (Docker gets 'not found' and pulls anonymously): {fix}")
+        fix = (_("docker login -u cp cp.icr.io (entitlement key)") if host == hosts.ENTITLED_HOST
+               else _("export IBMCLOUD_API_KEY=… or `docker login -u iamapikey {host}`").format(host=host))
+        report.line(FAIL, _("{host}: no credentials (Docker gets 'not found' and pulls anonymously): "
+                            "{fix}").format(host=host, fix=fix))
         return None
-    kind = {sources.APIKEY: "API key", sources.REFRESH: "refresh token",
-            sources.BEARER: "access token", sources.OPAQUE: "registry secret",
-            sources.CR_TOKEN: "compute-resource token", sources.VPC: "VPC instance identity",
+    kind = {sources.APIKEY: _("API key"), sources.REFRESH: _("refresh token"),
+            sources.BEARER: _("access token"), sources.OPAQUE: _("registry secret"),
+            sources.CR_TOKEN: _("compute-resource token"), sources.VPC: _("VPC instance identity"),
             }.get(identity.kind, identity.kind)
     shown = f" {fingerprint(identity.secret)}" if identity.secret else ""
-    report.line(OK, f"{host}: {kind}{shown} from {identity.origin}")
+    report.line(OK, _("{host}: {kind}{fingerprint} from {origin}").format(
+        host=host, kind=kind, fingerprint=shown, origin=identity.describe()))
     return identity
 
 
@@ -144,18 +155,21 @@ def _check_token(report: Report, host: str, identity: sources.Identity, cfg: set
 
         expiry = tokens.jwt_expiry(identity.secret)
         if expiry is not None and expiry <= time.time():
-            report.line(FAIL, f"{host}: the stored access token expired at {_when(expiry)}: "
-                              f"`docker login -u iamapikey {host}`")
+            report.line(FAIL, _("{host}: the stored access token expired at {when}: "
+                                "`docker login -u iamapikey {host}`").format(host=host, when=_when(expiry)))
         elif expiry is not None:
-            report.line(OK, f"{host}: the stored access token expires at {_when(expiry)}")
+            report.line(OK, _("{host}: the stored access token expires at {when}").format(
+                host=host, when=_when(expiry)))
         return
     token = answer.cached_token(identity, cfg)
     if token is None:
-        report.line(OK, f"{host}: no cached token yet (the next `get` asks IAM)")
+        report.line(OK, _("{host}: no cached token yet (the next `get` asks IAM)").format(host=host))
     elif token.refresh_due(time.time()):
-        report.line(OK, f"{host}: cached token due for refresh (expires {_when(token.expiration)})")
+        report.line(OK, _("{host}: cached token due for refresh (expires {when})").format(
+            host=host, when=_when(token.expiration)))
     else:
-        report.line(OK, f"{host}: cached token valid until {_when(token.expiration)}")
+        report.line(OK, _("{host}: cached token valid until {when}").format(
+            host=host, when=_when(token.expiration)))
 
 
 def _when(epoch: float) -> str:
@@ -171,18 +185,20 @@ def _probe_iam(report: Report, endpoint: str, required: bool, offline: bool) -> 
         report.line(FAIL if required else WARN, str(exc))
         return
     if offline:
-        report.line(OK, f"IAM endpoint {url} (not probed: --offline)")
+        report.line(OK, _("IAM endpoint {url} (not probed: --offline)").format(url=url))
         return
     import requests
 
     try:
         # An empty grant: IAM answers 400 with a BXNIM code, which proves it is there.
         response = requests.post(url, data={}, headers={"Accept": "application/json"}, timeout=5)
-        report.line(OK, f"IAM endpoint {url} answers (HTTP {response.status_code})")
+        report.line(OK, _("IAM endpoint {url} answers (HTTP {status})").format(
+            url=url, status=response.status_code))
     except requests.RequestException as exc:
         verdict = FAIL if required else WARN
-        need = "needed for this mode" if required else "not needed while answering with API keys"
-        report.line(verdict, f"IAM endpoint {url} unreachable ({type(exc).__name__}; {need})")
+        need = _("needed for this mode") if required else _("not needed while answering with API keys")
+        report.line(verdict, _("IAM endpoint {url} unreachable ({error}; {need})").format(
+            url=url, error=type(exc).__name__, need=need))
 
 
 def run(host: str | None, offline: bool) -> int:
@@ -190,30 +206,33 @@ def run(host: str | None, offline: bool) -> int:
     sys.stdout.write(f"{PROGRAM} doctor\n")
     routed = _routed_hosts(report, host)
     _check_path(report)
-    report.section("Settings")
+    report.section(_("Settings"))
     try:
         cfg = settings.load()
     except HelperError as exc:
         report.line(FAIL, str(exc))
         return 1
-    report.line(OK, f"mode: {cfg.mode}; deadline {cfg.deadline:g} s; extra registries: "
-                    f"{', '.join(sorted(cfg.registries)) or 'none'}")
+    report.line(OK, _("mode: {mode}; deadline {deadline} s; extra registries: {registries}").format(
+        mode=cfg.mode, deadline=f"{cfg.deadline:g}",
+        registries=", ".join(sorted(cfg.registries)) or _("none")))
     # Files before credentials: reading the store repairs loose modes, and doctor must
     # report what it found, not what it left.
     _check_files(report)
-    report.section("Credentials")
+    report.section(_("Credentials"))
     store = CredentialStore()
     endpoints: dict[str, bool] = {}
     for name in routed:
         canonical = hosts.canonical_host(name)
         if not hosts.is_icr_host(canonical, cfg.registries):
-            report.line(FAIL, f"{name} is not an ICR host: add it to DOCKER_CREDENTIAL_ICR_REGISTRIES")
+            report.line(FAIL, _("{host} is not an ICR host: add it to "
+                                "DOCKER_CREDENTIAL_ICR_REGISTRIES").format(host=name))
             continue
         identity = _describe_source(report, canonical, cfg, store)
         if identity is None:
             continue
         kind = _answer_kind(identity, cfg.mode)
-        report.line(OK, f"{canonical}: `get` answers as {kind} (mode {cfg.mode})")
+        report.line(OK, _("{host}: `get` answers as {username} (mode {mode})").format(
+            host=canonical, username=kind, mode=cfg.mode))
         if identity.kind == sources.BEARER or _needs_iam(identity, cfg.mode):
             _check_token(report, canonical, identity, cfg)
         if identity.kind != sources.OPAQUE:
@@ -222,19 +241,21 @@ def run(host: str | None, offline: bool) -> int:
     report.section("IAM")
     for endpoint, required in (endpoints or {cfg.iam_endpoint: False}).items():
         _probe_iam(report, endpoint, required, offline)
-    sys.stdout.write("Result: " + ("problems found (see FAIL above)\n" if report.failed
-                                    else "everything a pull needs is in place\n"))
+    sys.stdout.write((_("Result: problems found (see FAIL above)") if report.failed
+                      else _("Result: everything a pull needs is in place")) + "\n")
     return 1 if report.failed else 0
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    import argparse
+
+    parser = argument_parser(
         prog=f"{PROGRAM} doctor",
-        description="Check everything `docker pull` needs from this helper; never prints a secret.",
-        epilog=f"examples:\n  {PROGRAM} doctor\n  {PROGRAM} doctor us.icr.io --offline",
+        description=_("Check everything `docker pull` needs from this helper; never prints a secret."),
+        epilog=_("examples:") + f"\n  {PROGRAM} doctor\n  {PROGRAM} doctor us.icr.io --offline",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("host", nargs="?", help="check only this registry host")
-    parser.add_argument("--offline", action="store_true", help="do not probe the IAM endpoint")
+    parser.add_argument("host", nargs="?", help=_("check only this registry host"))
+    parser.add_argument("--offline", action="store_true", help=_("do not probe the IAM endpoint"))
     args = parser.parse_args(argv)
     return run(args.host, args.offline)

@@ -11,7 +11,12 @@ from __future__ import annotations
 import time
 
 from docker_credential_icr import log
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 GRANT_APIKEY = "urn:ibm:params:oauth:grant-type:apikey"
 GRANT_REFRESH = "refresh_token"
@@ -22,21 +27,28 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 # Form fields that carry no secret: redacting them would only hide which profile failed.
 _PUBLIC_FIELDS = frozenset({"grant_type", "profile_id", "profile_name", "profile_crn"})
 
-# What to do about the IAM errors users actually meet.
-ADVICE = {
-    "BXNIM0415E": "the API key is not valid (deleted, disabled or mistyped): create one with "
-                  "`ibmcloud iam api-key-create` and set IBMCLOUD_API_KEY or `docker login -u iamapikey`",
-    "BXNIM0408E": "the refresh token has expired: run `ibmcloud login` again, or use an API key "
-                  "(`docker login -u iamapikey`)",
-    "BXNIM0407E": "the refresh token is not valid: run `ibmcloud login` again, or use an API key",
-    "BXNIM0439E": "the ibmcloud session is inactive: run `ibmcloud login` again",
-    "BXNIM0436E": "the trusted profile cannot be used with this compute resource: check its trust rules",
-}
-# IAM's codes for the cr-token grant overlap the refresh-token ones above; the advice must
-# be about the compute resource, never "run ibmcloud login".
-CR_TOKEN_ADVICE = ("check that the trusted profile exists (name, ID or CRN), that its trust rule "
-                   "admits this compute resource (cluster, namespace, service account), and that "
-                   "the compute-resource token is current")
+
+def advice(code: str, grant_type: str | None = None) -> str:
+    """What to do about the IAM errors users actually meet (translated: called only on error)."""
+    if grant_type == GRANT_CR_TOKEN:
+        # IAM's codes for the cr-token grant overlap the refresh-token ones below; the advice
+        # must be about the compute resource, never "run ibmcloud login".
+        return _("check that the trusted profile exists (name, ID or CRN), that its trust rule "
+                 "admits this compute resource (cluster, namespace, service account), and that "
+                 "the compute-resource token is current")
+    if code == "BXNIM0415E":
+        return _("the API key is not valid (deleted, disabled or mistyped): create one with "
+                 "`ibmcloud iam api-key-create` and set IBMCLOUD_API_KEY or `docker login -u iamapikey`")
+    if code == "BXNIM0408E":
+        return _("the refresh token has expired: run `ibmcloud login` again, or use an API key "
+                 "(`docker login -u iamapikey`)")
+    if code == "BXNIM0407E":
+        return _("the refresh token is not valid: run `ibmcloud login` again, or use an API key")
+    if code == "BXNIM0439E":
+        return _("the ibmcloud session is inactive: run `ibmcloud login` again")
+    if code == "BXNIM0436E":
+        return _("the trusted profile cannot be used with this compute resource: check its trust rules")
+    return _("check the credential and the IAM endpoint")
 
 
 class IAMError(HelperError):
@@ -75,16 +87,21 @@ def token_url(endpoint: str) -> str:
         pass
     elif parts.scheme != "https" or not host:
         raise HelperError(
-            f"IAM endpoint {endpoint!r} must be an https:// URL (plain http only for "
-            "127.0.0.1/localhost); check IBMCLOUD_IAM_API_ENDPOINT"
+            _("IAM endpoint {endpoint} must be an https:// URL (plain http only for "
+              "127.0.0.1/localhost); check IBMCLOUD_IAM_API_ENDPOINT").format(endpoint=repr(endpoint))
         )
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise HelperError(f"IAM endpoint {base!r} must be a plain URL (no user, query or fragment)")
+        raise HelperError(_("IAM endpoint {endpoint} must be a plain URL (no user, query or "
+                            "fragment)").format(endpoint=repr(base)))
     return base + TOKEN_PATH
 
 
 class _OutOfTime(Exception):
-    pass
+    """Retrying would pass the deadline: IAM asked us to wait, or it is not reachable."""
+
+    def __init__(self, reason: str, unreachable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreachable = unreachable
 
 
 def _retry_policy(deadline_at: float):
@@ -97,11 +114,17 @@ def _retry_policy(deadline_at: float):
             delay = None
             if response is not None and self.respect_retry_after_header:
                 delay = self.get_retry_after(response)
+            asked = delay is not None
             if delay is None:
                 delay = self.get_backoff_time()
             # One second of headroom so the retried attempt can still answer.
             if time.monotonic() + delay + 1 > deadline_at:
-                raise _OutOfTime(f"IAM asked us to wait {delay:.0f} s")
+                if asked:
+                    raise _OutOfTime(_("IAM asked us to wait {seconds} s").format(seconds=f"{delay:.0f}"))
+                last = self.history[-1] if self.history else None
+                raise _OutOfTime(type(last.error).__name__ if last is not None and last.error is not None
+                                 else f"HTTP {last.status}" if last is not None else "no answer",
+                                 unreachable=True)
             if delay > 0:
                 time.sleep(delay)
 
@@ -150,17 +173,20 @@ def _call_with_deadline(url: str, form: dict[str, str], basic: tuple[str, str] |
     worker.start()
     worker.join(max(deadline_at - time.monotonic(), 0))
     if worker.is_alive():
-        raise IAMUnavailable(f"IAM ({url}) did not answer in time; try again, or raise "
-                             "DOCKER_CREDENTIAL_ICR_DEADLINE")
+        raise IAMUnavailable(_("IAM ({url}) did not answer in time; try again, or raise "
+                               "DOCKER_CREDENTIAL_ICR_DEADLINE").format(url=url))
     if "error" in outcome:
         exc = outcome["error"]
+        if isinstance(exc, _OutOfTime) and exc.unreachable:
+            raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=exc))
         if isinstance(exc, _OutOfTime):
-            raise IAMUnavailable(f"IAM ({url}) is busy ({exc}, past our deadline); try again later")
+            raise IAMUnavailable(_("IAM ({url}) is busy ({reason}, past our deadline); try again "
+                                   "later").format(url=url, reason=exc))
         name = type(exc).__name__
         if "SSL" in name or "SSL" in str(exc)[:200]:
-            raise IAMUnavailable(f"TLS verification failed talking to IAM ({url}); set "
-                                 "REQUESTS_CA_BUNDLE if you use a private CA")
-        raise IAMUnavailable(f"cannot reach IAM ({url}): {name}")
+            raise IAMUnavailable(_("TLS verification failed talking to IAM ({url}); set "
+                                   "REQUESTS_CA_BUNDLE if you use a private CA").format(url=url))
+        raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=name))
     return outcome["response"]
 
 
@@ -173,13 +199,19 @@ def _json_body(response) -> dict | None:
 
 
 def request_token(endpoint: str, form: dict[str, str], *, basic: tuple[str, str] | None,
-                  deadline_at: float, what: str) -> TokenResponse:
-    """One IAM grant, retried and bounded by `deadline_at` (time.monotonic())."""
+                  deadline_at: float, what: str | Callable[[], str]) -> TokenResponse:
+    """One IAM grant, retried and bounded by `deadline_at` (time.monotonic()).
+
+    `what` names the credential for people ("the API key from IBMCLOUD_API_KEY"): a string,
+    or a function giving it in their language, called only when there is an error to show.
+    """
     url = token_url(endpoint)
     for field, value in form.items():
         if field not in _PUBLIC_FIELDS:
             log.remember_secret(value)
-    log.debug(f"IAM: {form.get('grant_type')} grant for {what} at {url}")
+    # Debug lines stay English; the fields that carry no secret say whose grant this is.
+    public = ", ".join(f"{k}={v}" for k, v in form.items() if k in _PUBLIC_FIELDS and k != "grant_type")
+    log.debug(f"IAM: {form.get('grant_type')} grant{f' ({public})' if public else ''} at {url}")
     response = _call_with_deadline(url, form, basic, deadline_at)
     body = _json_body(response)
     status = response.status_code
@@ -187,17 +219,20 @@ def request_token(endpoint: str, form: dict[str, str], *, basic: tuple[str, str]
         return _parse_success(body, url)
     if body and isinstance(body.get("errorCode"), str):
         code = body["errorCode"]
-        message = str(body.get("errorMessage") or "").strip()
-        if form.get("grant_type") == GRANT_CR_TOKEN:
-            advice = CR_TOKEN_ADVICE
-        else:
-            advice = ADVICE.get(code, "check the credential and the IAM endpoint")
+        # IAM's own text, shortened: an error line is read by a person, not stored.
+        message = " ".join(str(body.get("errorMessage") or "").split())[:300]
+        described = what() if callable(what) else what
         if status in (400, 401, 403):
-            raise IAMError(f"IAM refused {what} ({code}: {message}): {advice}", code)
-        raise IAMUnavailable(f"IAM error for {what} (HTTP {status}, {code}: {message}); try again later")
+            raise IAMError(_("IAM refused {what} ({code}: {message}): {advice}").format(
+                what=described, code=code, message=message,
+                advice=advice(code, form.get("grant_type"))), code)
+        raise IAMUnavailable(_("IAM error for {what} (HTTP {status}, {code}: {message}); try again "
+                               "later").format(what=described, status=status, code=code, message=message))
     if status == 429 or status >= 500:
-        raise IAMUnavailable(f"IAM ({url}) is unavailable (HTTP {status}); try again later")
-    raise IAMError(f"IAM refused {what} (HTTP {status}); check the credential and the IAM endpoint")
+        raise IAMUnavailable(_("IAM ({url}) is unavailable (HTTP {status}); try again later").format(
+            url=url, status=status))
+    raise IAMError(_("IAM refused {what} (HTTP {status}); check the credential and the IAM "
+                     "endpoint").format(what=what() if callable(what) else what, status=status))
 
 
 def parse_token_answer(body: dict | None, url: str) -> TokenResponse:
@@ -207,10 +242,12 @@ def parse_token_answer(body: dict | None, url: str) -> TokenResponse:
 
 def _parse_success(body: dict | None, url: str) -> TokenResponse:
     if body is None:
-        raise IAMUnavailable(f"IAM ({url}) answered with a body that is not JSON; try again later")
+        raise IAMUnavailable(_("IAM ({url}) answered with a body that is not JSON; try again later").format(
+            url=url))
     access = body.get("access_token")
     if not isinstance(access, str) or not access:
-        raise IAMUnavailable(f"IAM ({url}) answered without an access_token; try again later")
+        raise IAMUnavailable(_("IAM ({url}) answered without an {field}; try again later").format(
+            url=url, field="access_token"))
     refresh = body.get("refresh_token")
     if not isinstance(refresh, str) or not refresh or refresh == "not_supported":
         refresh = None

@@ -29,6 +29,7 @@ import time
 
 from docker_credential_icr import answer, log, settings, sources
 from docker_credential_icr.hosts import ENTITLED_HOST, canonical_host, is_icr_host
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import MAX_REQUEST_BYTES, PROGRAM, HelperError
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.store import CredentialStore
@@ -40,7 +41,6 @@ RESPONSE_KIND = "CredentialProviderResponse"
 PROFILE_ANNOTATION = "icr.ibm.com/trusted-profile"
 # An API key has no expiry; re-asking hourly bounds how long a revoked key stays cached.
 APIKEY_CACHE_SECONDS = 3600
-USAGE = f"Usage: {PROGRAM} kubelet  (kubelet image credential provider: request on stdin)"
 
 
 class RequestError(HelperError):
@@ -59,32 +59,35 @@ class Request:
 
 def parse_request(raw: bytes) -> Request:
     if len(raw) > MAX_REQUEST_BYTES:
-        raise RequestError(f"request too large (more than {MAX_REQUEST_BYTES} bytes)")
+        raise RequestError(_("request too large (more than {limit} bytes)").format(limit=MAX_REQUEST_BYTES))
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         # Never echo the input: it may carry a service-account token.
-        raise RequestError("request is not valid JSON (expected a CredentialProviderRequest)") from None
+        raise RequestError(_("request is not valid JSON (expected a {kind})").format(
+            kind=REQUEST_KIND)) from None
     if not isinstance(doc, dict):
-        raise RequestError("request must be a JSON object (a CredentialProviderRequest)")
+        raise RequestError(_("request must be a JSON object (a {kind})").format(kind=REQUEST_KIND))
     token = doc.get("serviceAccountToken")
     if isinstance(token, str):
         log.remember_secret(token)
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version != API_VERSION:
-        raise RequestError(f"unsupported apiVersion {str(api_version)[:80]!r}: set apiVersion: "
-                           f"{API_VERSION} in the CredentialProviderConfig")
+        raise RequestError(_("unsupported apiVersion {got}: set apiVersion: {expected} in the "
+                             "CredentialProviderConfig").format(got=repr(str(api_version)[:80]),
+                                                                expected=API_VERSION))
     if kind != REQUEST_KIND:
-        raise RequestError(f"unexpected kind {str(kind)[:80]!r} (expected {REQUEST_KIND})")
+        raise RequestError(_("unexpected kind {got} (expected {expected})").format(
+            got=repr(str(kind)[:80]), expected=REQUEST_KIND))
     image = doc.get("image")
     if not isinstance(image, str) or not image.strip():
-        raise RequestError("request has no image")
+        raise RequestError(_("request has no image"))
     if token is not None and not isinstance(token, str):
-        raise RequestError("serviceAccountToken must be a string")
+        raise RequestError(_("{field} must be a string").format(field="serviceAccountToken"))
     annotations = doc.get("serviceAccountAnnotations") or {}
     if not isinstance(annotations, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
-        raise RequestError("serviceAccountAnnotations must map strings to strings")
+        raise RequestError(_("{field} must map strings to strings").format(field="serviceAccountAnnotations"))
     return Request(image.strip(), token or None, annotations)
 
 
@@ -148,7 +151,9 @@ def _answer_with_service_account(request: Request, profile: str, cfg: Settings) 
     # cache keyed by profile alone would hand one workload's identity to another without
     # IAM checking its token against the profile's trust rule.
     response = crtoken.exchange(cfg.iam_endpoint, request.service_account_token or "", profile,
-                                deadline_at, f"the pod's service account token (trusted profile {profile})")
+                                deadline_at,
+                                lambda: _("the pod's service account token (trusted profile "
+                                          "{profile})").format(profile=profile))
     fresh_until = response.expiration - tokens.REFRESH_FRACTION * response.expires_in
     return "iambearer", response.access_token, cache_seconds(fresh_until)
 
@@ -158,8 +163,9 @@ def respond(request: Request) -> str:
     profile = request.annotations.get(PROFILE_ANNOTATION, "").strip()
     if profile and not sa_sent:
         raise RequestError(
-            f"the service account names trusted profile {profile!r} ({PROFILE_ANNOTATION}) but kubelet "
-            "sent no serviceAccountToken: add tokenAttributes to the CredentialProviderConfig"
+            _("the service account names trusted profile {profile} ({annotation}) but kubelet "
+              "sent no serviceAccountToken: add tokenAttributes to the CredentialProviderConfig").format(
+                profile=repr(profile), annotation=PROFILE_ANNOTATION)
         )
     registry = registry_of(request.image)
     cfg = settings.load()
@@ -179,8 +185,9 @@ def respond(request: Request) -> str:
     store = CredentialStore()
     identity = sources.find(host, cfg, store)
     if identity is None:
-        log.warning(f"kubelet: no credentials for {host}; the pull goes without (see "
-                    "docs/kubernetes.md: trusted profile, API key or docker login on the node)")
+        log.warning(_("kubelet: no credentials for {host}; the pull goes without (see "
+                      "docs/kubernetes.md: trusted profile, API key or docker login on the node)").format(
+            host=host))
         return encode_response({}, 0, sa_sent)
     result = answer.resolve(identity, cfg, store)
     log.debug(f"kubelet: {registry} answered as {result.username} from {identity.origin}")
@@ -190,7 +197,8 @@ def respond(request: Request) -> str:
 
 def main(args: list[str]) -> int:
     if args:
-        sys.stderr.write(USAGE + "\n")
+        sys.stderr.write(_("Usage: {program} kubelet  (kubelet image credential provider: request on "
+                           "stdin)").format(program=PROGRAM) + "\n")
         return 1
     try:
         stdin = sys.stdin.buffer if sys.stdin is not None else None
@@ -203,7 +211,8 @@ def main(args: list[str]) -> int:
         return _fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:  # a bug: one line, never a traceback that could carry a token
         log.debug(f"kubelet: unexpected {type(exc).__name__}: {exc}")
-        return _fail(f"internal error ({type(exc).__name__}); rerun with DOCKER_CREDENTIAL_ICR_LOG=debug")
+        return _fail(_("internal error ({error}); rerun with DOCKER_CREDENTIAL_ICR_LOG=debug").format(
+            error=type(exc).__name__))
     sys.stdout.write(out)
     sys.stdout.flush()
     return 0

@@ -53,8 +53,10 @@ def _append(path: str, line: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:
-        sys.stderr.write(f"docker-credential-icr: warning: cannot open log file {path}: "
-                         f"{exc.strerror}\n")
+        from docker_credential_icr.i18n import _
+
+        message = _("cannot open log file {path}: {reason}").format(path=path, reason=exc.strerror)
+        sys.stderr.write(f"docker-credential-icr: warning: {message}\n")
         return
     try:
         os.write(fd, line.encode("utf-8", "replace"))

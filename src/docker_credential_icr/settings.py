@@ -15,7 +15,12 @@ import os
 
 from docker_credential_icr import paths
 from docker_credential_icr.hosts import parse_registry_list
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MODES = ("auto", "refresh", "bearer", "apikey")
 DEFAULT_IAM_ENDPOINT = "https://iam.cloud.ibm.com"
@@ -54,29 +59,43 @@ def _read_config(path: str) -> dict:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(_("cannot read config file {path}: {reason}").format(
+            path=path, reason=exc.strerror)) from None
     # tomllib (and the `re` it pulls in) is only paid for when a config file exists.
     import tomllib
 
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"invalid config file {path}: {exc}") from None
+        raise ConfigError(_("invalid config file {path}: {error}").format(path=path, error=exc)) from None
 
 
-def _mode(value: object, where: str) -> str:
+# Where a bad setting is, for the message: computed only when there is a message to show
+# (a valid config file must not load the translations on the hot path).
+def _in_file(path: str, key: str) -> Callable[[], str]:
+    return lambda: _("config file {path}, key {key}").format(path=path, key=repr(key))
+
+
+def _variable(name: str) -> Callable[[], str]:
+    return lambda: name
+
+
+def _mode(value: object, where: Callable[[], str]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in MODES:
-        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)} (got {value!r})")
+        raise ConfigError(_("{where}: mode must be one of {modes} (got {value})").format(
+            where=where(), modes=", ".join(MODES), value=repr(value)))
     return value.strip().lower()
 
 
-def _deadline(value: object, where: str) -> float:
+def _deadline(value: object, where: Callable[[], str]) -> float:
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         seconds = -1.0
     if isinstance(value, bool) or not 0 < seconds <= 3600:
-        raise ConfigError(f"{where}: deadline must be a number of seconds in (0, 3600] (got {value!r})")
+        raise ConfigError(
+            _("{where}: deadline must be a number of seconds in (0, 3600] (got {value})").format(
+                where=where(), value=repr(value)))
     return seconds
 
 
@@ -85,24 +104,24 @@ def load() -> Settings:
     cfg = _read_config(path)
     for key in cfg:
         if key not in _KNOWN_KEYS:
-            raise ConfigError(f"config file {path}: unknown key {key!r} "
-                              f"(known keys: {', '.join(_KNOWN_KEYS)})")
-    where = f"config file {path}"
+            raise ConfigError(_("config file {path}: unknown key {key} (known keys: {keys})").format(
+                path=path, key=repr(key), keys=", ".join(_KNOWN_KEYS)))
 
     mode = "auto"
     if "mode" in cfg:
-        mode = _mode(cfg["mode"], f"{where}, key 'mode'")
+        mode = _mode(cfg["mode"], _in_file(path, "mode"))
     env_mode = os.environ.get("DOCKER_CREDENTIAL_ICR_MODE")
     if env_mode:
-        mode = _mode(env_mode, "DOCKER_CREDENTIAL_ICR_MODE")
+        mode = _mode(env_mode, _variable("DOCKER_CREDENTIAL_ICR_MODE"))
 
     registries: frozenset[str] = frozenset()
     if "registries" in cfg:
         value = cfg["registries"]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}, key 'registries': must be a list of host[:port] strings")
+            raise ConfigError(_("{where}: must be a list of host[:port] strings").format(
+                where=_in_file(path, "registries")()))
         try:
-            registries = parse_registry_list(",".join(value), f"{where}, key 'registries'")
+            registries = parse_registry_list(",".join(value), _in_file(path, "registries"))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     env_regs = os.environ.get("DOCKER_CREDENTIAL_ICR_REGISTRIES")
@@ -114,15 +133,16 @@ def load() -> Settings:
 
     deadline = DEFAULT_DEADLINE
     if "deadline" in cfg:
-        deadline = _deadline(cfg["deadline"], f"{where}, key 'deadline'")
+        deadline = _deadline(cfg["deadline"], _in_file(path, "deadline"))
     env_deadline = os.environ.get("DOCKER_CREDENTIAL_ICR_DEADLINE")
     if env_deadline:
-        deadline = _deadline(env_deadline, "DOCKER_CREDENTIAL_ICR_DEADLINE")
+        deadline = _deadline(env_deadline, _variable("DOCKER_CREDENTIAL_ICR_DEADLINE"))
 
     iam_endpoint = DEFAULT_IAM_ENDPOINT
     if "iam_endpoint" in cfg:
         if not isinstance(cfg["iam_endpoint"], str) or not cfg["iam_endpoint"].strip():
-            raise ConfigError(f"{where}, key 'iam_endpoint': must be a URL string")
+            raise ConfigError(_("{where}: must be a URL string").format(
+                where=_in_file(path, "iam_endpoint")()))
         iam_endpoint = cfg["iam_endpoint"].strip()
     env_iam = os.environ.get("IBMCLOUD_IAM_API_ENDPOINT")
     if env_iam and env_iam.strip():
@@ -131,19 +151,21 @@ def load() -> Settings:
     vpc = False
     if "vpc" in cfg:
         if not isinstance(cfg["vpc"], bool):
-            raise ConfigError(f"{where}, key 'vpc': must be true or false")
+            raise ConfigError(_("{where}: must be true or false").format(where=_in_file(path, "vpc")()))
         vpc = cfg["vpc"]
     env_vpc = os.environ.get("DOCKER_CREDENTIAL_ICR_VPC")
     if env_vpc is not None:
         value = env_vpc.strip().lower()
         if value not in _TRUE + _FALSE:
-            raise ConfigError(f"DOCKER_CREDENTIAL_ICR_VPC: must be 1 or 0 (got {env_vpc[:40]!r})")
+            raise ConfigError(_("{where}: must be 1 or 0 (got {value})").format(
+                where="DOCKER_CREDENTIAL_ICR_VPC", value=repr(env_vpc[:40])))
         vpc = value in _TRUE
 
     metadata_url = DEFAULT_METADATA_URL
     if "metadata_url" in cfg:
         if not isinstance(cfg["metadata_url"], str) or not cfg["metadata_url"].strip():
-            raise ConfigError(f"{where}, key 'metadata_url': must be a URL string")
+            raise ConfigError(_("{where}: must be a URL string").format(
+                where=_in_file(path, "metadata_url")()))
         metadata_url = cfg["metadata_url"].strip()
     env_metadata = os.environ.get("DOCKER_CREDENTIAL_ICR_METADATA_URL")
     if env_metadata and env_metadata.strip():

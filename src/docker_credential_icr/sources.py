@@ -16,9 +16,14 @@ import os
 
 from docker_credential_icr import log
 from docker_credential_icr.hosts import ENTITLED_HOST
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.store import CredentialStore
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # What kind of secret an identity holds.
 APIKEY = "apikey"  # an IAM API key
@@ -50,15 +55,19 @@ USERNAME_KINDS = {
 
 
 class Identity:
-    __slots__ = ("endpoint", "kind", "origin", "profile", "secret", "stored_host", "token_path",
-                 "username")
+    __slots__ = ("endpoint", "kind", "label", "origin", "profile", "secret", "stored_host",
+                 "token_path", "username")
 
     def __init__(self, kind: str, secret: str, origin: str, username: str | None = None,
                  stored_host: str | None = None, endpoint: str | None = None,
-                 profile: str | None = None, token_path: str | None = None) -> None:
+                 profile: str | None = None, token_path: str | None = None,
+                 label: Callable[[], str] | None = None) -> None:
         self.kind = kind
         self.secret = secret  # empty for a token still in its file (token_path)
-        self.origin = origin  # for people: "stored for us.icr.io", "IBMCLOUD_API_KEY", …
+        self.origin = origin  # English, for debug logs: "stored for us.icr.io", "IBMCLOUD_API_KEY", …
+        # The origin for people, in their language; a function, so that nothing is translated
+        # unless a message shows it (None: `origin` is a variable name, the same in every language).
+        self.label = label
         self.username = username  # the stored username, when it came from `store`
         self.stored_host = stored_host  # set when it came from `store`
         self.endpoint = endpoint  # an IAM endpoint that belongs to this identity
@@ -67,19 +76,25 @@ class Identity:
         self.token_path = token_path
         log.remember_secret(secret)
 
+    def describe(self) -> str:
+        """Where the identity comes from, for a message: translated, unlike `origin`."""
+        return self.label() if self.label is not None else self.origin
+
 
 def check_store_username(host: str, username: str) -> None:
     """`store` accepts only usernames that name an ICR secret kind for this host."""
     if username == "cp":
         if host != ENTITLED_HOST:
-            raise HelperError(f"store: username 'cp' is only for {ENTITLED_HOST} (entitlement key)")
+            raise HelperError(_("store: username 'cp' is only for {host} (entitlement key)").format(
+                host=ENTITLED_HOST))
         return
     if host == ENTITLED_HOST and username != "<token>":
-        raise HelperError(f"store: {ENTITLED_HOST} takes username 'cp' with your entitlement key")
+        raise HelperError(_("store: {host} takes username 'cp' with your entitlement key").format(
+            host=ENTITLED_HOST))
     if username not in USERNAME_KINDS:
         raise HelperError(
-            f"store: unsupported username {username!r} for {host}: "
-            "use iamapikey (API key), iamrefresh or iambearer"
+            _("store: unsupported username {username} for {host}: "
+              "use iamapikey (API key), iamrefresh or iambearer").format(username=repr(username), host=host)
         )
 
 
@@ -92,12 +107,15 @@ def read_secret_value(value: str, variable: str) -> str:
         with open(path, encoding="utf-8") as fh:
             secret = fh.read().strip()
     except FileNotFoundError:
-        raise HelperError(f"{variable} names file {path}, which does not exist") from None
+        raise HelperError(_("{variable} names file {path}, which does not exist").format(
+            variable=variable, path=path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise HelperError(f"{variable} names file {path}, which cannot be read: {reason}") from None
+        reason = getattr(exc, "strerror", None) or _("not UTF-8 text")
+        raise HelperError(_("{variable} names file {path}, which cannot be read: {reason}").format(
+            variable=variable, path=path, reason=reason)) from None
     if not secret:
-        raise HelperError(f"{variable} names file {path}, which is empty")
+        raise HelperError(_("{variable} names file {path}, which is empty").format(
+            variable=variable, path=path))
     return secret
 
 
@@ -116,9 +134,11 @@ def stored(host: str, store: CredentialStore) -> Identity | None:
     username, secret = entry
     kind = USERNAME_KINDS.get(username)
     if kind is None:
-        log.warning(f"ignoring stored credentials for {host}: unknown username {username!r}")
+        log.warning(_("ignoring stored credentials for {host}: unknown username {username}").format(
+            host=host, username=repr(username)))
         return None
-    return Identity(kind, secret, f"stored for {host}", username, stored_host=host)
+    return Identity(kind, secret, f"stored for {host}", username, stored_host=host,
+                    label=lambda: _("stored for {host}").format(host=host))
 
 
 def ibmcloud_config_file() -> str:
@@ -142,14 +162,15 @@ def ibmcloud_session() -> Identity | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        log.warning(f"cannot read the ibmcloud CLI config {path}: {exc.strerror}")
+        log.warning(_("cannot read the ibmcloud CLI config {path}: {reason}").format(
+            path=path, reason=exc.strerror))
         return None
     import json
 
     try:
         doc = json.loads(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
-        log.warning(f"ignoring the ibmcloud CLI config {path}: not valid JSON")
+        log.warning(_("ignoring the ibmcloud CLI config {path}: not valid JSON").format(path=path))
         return None
     refresh = doc.get("IAMRefreshToken") if isinstance(doc, dict) else None
     if not isinstance(refresh, str) or not refresh.strip():
@@ -161,7 +182,8 @@ def ibmcloud_session() -> Identity | None:
         if isinstance(cli_endpoint, str) and cli_endpoint.strip():
             endpoint = cli_endpoint.strip()
     return Identity(REFRESH, refresh.strip(), f"the ibmcloud CLI session ({path})",
-                    endpoint=endpoint)
+                    endpoint=endpoint,
+                    label=lambda: _("the ibmcloud CLI session ({path})").format(path=path))
 
 
 def profile_field(profile: str) -> str:
@@ -192,13 +214,14 @@ def read_cr_token(path: str) -> str:
         with open(path, encoding="utf-8") as fh:
             token = fh.read().strip()
     except FileNotFoundError:
-        raise HelperError(f"the compute-resource token file {path} is gone (was the pod's "
-                          "projected token volume removed?)") from None
+        raise HelperError(_("the compute-resource token file {path} is gone (was the pod's "
+                            "projected token volume removed?)").format(path=path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise HelperError(f"cannot read the compute-resource token file {path}: {reason}") from None
+        reason = getattr(exc, "strerror", None) or _("not UTF-8 text")
+        raise HelperError(_("cannot read the compute-resource token file {path}: {reason}").format(
+            path=path, reason=reason)) from None
     if not token:
-        raise HelperError(f"the compute-resource token file {path} is empty")
+        raise HelperError(_("the compute-resource token file {path} is empty").format(path=path))
     log.remember_secret(token)
     return token
 
@@ -214,13 +237,14 @@ def trusted_profile() -> Identity | None:
     if value:
         if profile is None:
             raise HelperError(
-                "IBMCLOUD_CR_TOKEN is set but IBMCLOUD_CR_PROFILE is not: a compute-resource "
-                "token is exchanged for a trusted profile, so name it (profile name, ID or CRN)"
+                _("IBMCLOUD_CR_TOKEN is set but IBMCLOUD_CR_PROFILE is not: a compute-resource "
+                  "token is exchanged for a trusted profile, so name it (profile name, ID or CRN)")
             )
         if value.startswith("@"):
             path = os.path.expanduser(value[1:])
             if not os.path.exists(path):
-                raise HelperError(f"IBMCLOUD_CR_TOKEN names file {path}, which does not exist")
+                raise HelperError(_("{variable} names file {path}, which does not exist").format(
+                    variable="IBMCLOUD_CR_TOKEN", path=path))
             return Identity(CR_TOKEN, "", f"IBMCLOUD_CR_TOKEN ({path})", profile=profile,
                             token_path=path)
         return Identity(CR_TOKEN, value, "IBMCLOUD_CR_TOKEN", profile=profile)
@@ -232,7 +256,8 @@ def trusted_profile() -> Identity | None:
     if path is None:
         return None
     return Identity(CR_TOKEN, "", f"the compute-resource token {path}", profile=profile,
-                    token_path=path)
+                    token_path=path,
+                    label=lambda: _("the compute-resource token {path}").format(path=path))
 
 
 def mounted_cr_token() -> str | None:
@@ -248,8 +273,9 @@ def vpc_instance(settings: Settings) -> Identity | None:
     if not settings.vpc:
         return None
     profile = os.environ.get("IBMCLOUD_CR_PROFILE", "").strip() or None
-    return Identity(VPC, "", f"the VPC instance identity ({settings.metadata_url})",
-                    endpoint=settings.metadata_url, profile=profile)
+    url = settings.metadata_url
+    return Identity(VPC, "", f"the VPC instance identity ({url})", endpoint=url, profile=profile,
+                    label=lambda: _("the VPC instance identity ({url})").format(url=url))
 
 
 def find(host: str, settings: Settings, store: CredentialStore) -> Identity | None:
@@ -263,6 +289,7 @@ def find(host: str, settings: Settings, store: CredentialStore) -> Identity | No
     if identity is None:
         path = mounted_cr_token()
         if path is not None:
-            log.warning(f"found the compute-resource token {path} but IBMCLOUD_CR_PROFILE is "
-                        "not set: set it to the trusted profile to assume (name, ID or CRN)")
+            log.warning(_("found the compute-resource token {path} but IBMCLOUD_CR_PROFILE is "
+                          "not set: set it to the trusted profile to assume (name, ID or CRN)").format(
+                path=path))
     return identity

@@ -19,9 +19,14 @@ import threading
 import time
 
 from docker_credential_icr import iam, log, tokens
+from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
 from docker_credential_icr.settings import Settings
 from docker_credential_icr.sources import Identity, profile_field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 API_VERSION = "2022-03-01"
 TOKEN_PATH = "/instance_identity/v1/token"
@@ -50,11 +55,13 @@ def base_url(url: str) -> str:
         pass
     elif parts.scheme != "https" or not host:
         raise HelperError(
-            f"metadata service URL {url!r} must be https:// (plain http only for {LINK_LOCAL} "
-            "or 127.0.0.1); check DOCKER_CREDENTIAL_ICR_METADATA_URL"
+            _("metadata service URL {url} must be https:// (plain http only for {link_local} "
+              "or 127.0.0.1); check DOCKER_CREDENTIAL_ICR_METADATA_URL").format(
+                url=repr(url), link_local=LINK_LOCAL)
         )
     if parts.username or parts.password or parts.query or parts.fragment or parts.path:
-        raise HelperError(f"metadata service URL {base!r} must be a plain scheme://host[:port]")
+        raise HelperError(_("metadata service URL {url} must be a plain scheme://host[:port]").format(
+            url=repr(base)))
     return base
 
 
@@ -74,7 +81,8 @@ def _error_text(response) -> tuple[str | None, str]:
         return None, ""
 
 
-def _check(response, step: str, url: str) -> dict:
+def _check(response, step: Callable[[], str], url: str) -> dict:
+    """The answer's JSON body; else an error naming `step` (a function: translated only then)."""
     status = response.status_code
     if status in (200, 201):
         try:
@@ -83,15 +91,17 @@ def _check(response, step: str, url: str) -> dict:
             body = None
         if isinstance(body, dict):
             return body
-        raise iam.IAMUnavailable(f"the metadata service ({url}) answered {step} with a body that "
-                                 "is not a JSON object; try again later")
+        raise iam.IAMUnavailable(_("the metadata service ({url}) answered {step} with a body that "
+                                   "is not a JSON object; try again later").format(url=url, step=step()))
     code, message = _error_text(response)
     detail = f"HTTP {status}" + (f", {code}" if code else "") + (f": {message}" if message else "")
     if 400 <= status < 500 and status != 429:
-        hint = ("check the trusted profile's trust rule for this instance, and that the "
-                "metadata service is enabled on it")
-        raise MetadataError(f"the metadata service refused {step} ({detail}): {hint}", code)
-    raise iam.IAMUnavailable(f"the metadata service ({url}) failed {step} ({detail}); try again later")
+        hint = _("check the trusted profile's trust rule for this instance, and that the "
+                 "metadata service is enabled on it")
+        raise MetadataError(_("the metadata service refused {step} ({detail}): {hint}").format(
+            step=step(), detail=detail, hint=hint), code)
+    raise iam.IAMUnavailable(_("the metadata service ({url}) failed {step} ({detail}); try again "
+                               "later").format(url=url, step=step(), detail=detail))
 
 
 def _exchange(base: str, profile: str | None, deadline_at: float) -> dict:
@@ -111,17 +121,22 @@ def _exchange(base: str, profile: str | None, deadline_at: float) -> dict:
         response = session.put(url, json={"expires_in": INSTANCE_TOKEN_LIFETIME},
                                headers={**headers, "Metadata-Flavor": "ibm"},
                                proxies=no_proxy, allow_redirects=False, timeout=timeout())
-        instance_token = _check(response, "the instance identity token request", base).get("access_token")
+        instance_token = _check(response, lambda: _("the instance identity token request"),
+                                base).get("access_token")
         if not isinstance(instance_token, str) or not instance_token:
-            raise iam.IAMUnavailable(f"the metadata service ({base}) answered without an "
-                                     "instance identity token; try again later")
+            raise iam.IAMUnavailable(_("the metadata service ({url}) answered without an "
+                                       "instance identity token; try again later").format(url=base))
         log.remember_secret(instance_token)
         url = f"{base}{IAM_TOKEN_PATH}?version={API_VERSION}"
         body = trusted_profile_body(profile)
         response = session.post(url, json=body,
                                 headers={**headers, "Authorization": f"Bearer {instance_token}"},
                                 proxies=no_proxy, allow_redirects=False, timeout=timeout())
-        what = f"the IAM token request (trusted profile {profile})" if profile else "the IAM token request"
+        def what() -> str:
+            if profile:
+                return _("the IAM token request (trusted profile {profile})").format(profile=profile)
+            return _("the IAM token request")
+
         return _check(response, what, base)
     finally:
         session.close()
@@ -141,14 +156,15 @@ def _call_with_deadline(base: str, profile: str | None, deadline_at: float) -> d
     worker.start()
     worker.join(max(deadline_at - time.monotonic(), 0))
     if worker.is_alive():
-        raise iam.IAMUnavailable(f"the metadata service ({base}) did not answer in time; is this a "
-                                 "VPC instance with the metadata service enabled?")
+        raise iam.IAMUnavailable(_("the metadata service ({url}) did not answer in time; is this a "
+                                   "VPC instance with the metadata service enabled?").format(url=base))
     error = outcome.get("error")
     if isinstance(error, HelperError):
         raise error
     if error is not None:
-        raise iam.IAMUnavailable(f"cannot reach the metadata service ({base}): {type(error).__name__}; "
-                                 "is this a VPC instance with the metadata service enabled?")
+        raise iam.IAMUnavailable(_("cannot reach the metadata service ({url}): {error}; "
+                                   "is this a VPC instance with the metadata service enabled?").format(
+            url=base, error=type(error).__name__))
     return outcome["body"]  # type: ignore[return-value]
 
 
