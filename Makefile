@@ -93,10 +93,10 @@ install: $(MO_FILES)
 	@echo
 	@echo "Installed $(BINDIR)/docker-credential-icr (private venv: $(INSTALL_VENV))."
 	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "Add $(BINDIR) to your PATH, e.g.: export PATH=\"$(BINDIR):\$$PATH\"";; esac
-	@echo "Route ICR hosts to it in ~/.docker/config.json, e.g.:"
-	@echo '  {"credHelpers": {"icr.io": "icr", "us.icr.io": "icr", "de.icr.io": "icr"}}'
+	@echo "Next, route the ICR hosts to it in ~/.docker/config.json (keeps every other key, makes a backup):"
+	@echo "  $(BINDIR)/docker-credential-icr configure-docker      # undo: ... configure-docker --uninstall"
 	@echo "Then: export IBMCLOUD_API_KEY=... (or docker login -u iamapikey us.icr.io)"
-	@echo "Undo: make uninstall"
+	@echo "Check: docker-credential-icr doctor      Remove the program: make uninstall"
 
 uninstall:
 	rm -f $(BINDIR)/docker-credential-icr
