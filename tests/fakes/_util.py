@@ -195,16 +195,29 @@ class SharedLitter:
         self._token = f"{os.getpid()}:{id(self)}"
 
     def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        with open(self._lock, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                state = json.loads(self._state.read_text())
-            except (OSError, ValueError):
-                state = {"users": [], "created": []}
-            state["users"] = [u for u in state["users"] if pid_alive(int(u.split(":")[0]))]
-            change(state)
-            write_atomically(self._state, json.dumps(state))
-            return state
+        while True:
+            with open(self._lock, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                # The last user deletes the lock file: a lock taken on a deleted inode
+                # guards nothing, so retry on the file that is there now.
+                try:
+                    if os.stat(self._lock).st_ino != os.fstat(lock.fileno()).st_ino:
+                        continue
+                except FileNotFoundError:
+                    continue
+                try:
+                    state = json.loads(self._state.read_text())
+                except (OSError, ValueError):
+                    state = {"users": [], "created": []}
+                state["users"] = [u for u in state["users"] if pid_alive(int(u.split(":")[0]))]
+                change(state)
+                if state["users"] or state["created"]:
+                    write_atomically(self._state, json.dumps(state))
+                else:
+                    # Nobody left and nothing to remove: leave no file behind either.
+                    self._state.unlink(missing_ok=True)
+                    self._lock.unlink(missing_ok=True)
+                return state
 
     def acquire(self) -> None:
         """Register before starting the program."""
