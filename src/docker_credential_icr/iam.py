@@ -13,6 +13,7 @@ import time
 from docker_credential_icr import log
 from docker_credential_icr.i18n import _
 from docker_credential_icr.protocol import HelperError
+from docker_credential_icr.tokens import Token
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -63,15 +64,8 @@ class IAMUnavailable(HelperError):
     """IAM could not be reached or did not answer usefully in time: transient."""
 
 
-class TokenResponse:
-    __slots__ = ("access_token", "expiration", "expires_in", "refresh_token")
-
-    def __init__(self, access_token: str, refresh_token: str | None, expiration: float,
-                 expires_in: float) -> None:
-        self.access_token = access_token
-        self.refresh_token = refresh_token
-        self.expiration = expiration
-        self.expires_in = expires_in
+# IAM's answer is exactly what the cache keeps: one class for both.
+TokenResponse = Token
 
 
 def token_url(endpoint: str) -> str:

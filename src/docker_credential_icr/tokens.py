@@ -148,15 +148,13 @@ def obtain(cache: TokenCache, key: str, fetch, deadline_at: float,
             log.debug("token cache filled by another process")
             return cached
         try:
-            response = fetch(cached)
+            token = fetch(cached)
         except IAMUnavailable as exc:
             if cached is not None and cached.usable(time.time()):
                 log.warning(_("{error} — using the cached token, valid until {when}").format(
                     error=exc, when=time.strftime("%H:%M:%S", time.localtime(cached.expiration))))
                 return cached
             raise
-        token = Token(response.access_token, response.refresh_token, response.expiration,
-                      response.expires_in)
         cache.write(key, token)
         extra = also_key(token) if also_key is not None else None
         if extra and extra != key:
