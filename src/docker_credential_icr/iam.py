@@ -149,39 +149,52 @@ def _post(url: str, form: dict[str, str], basic: tuple[str, str] | None, deadlin
         session.close()
 
 
-def _call_with_deadline(url: str, form: dict[str, str], basic: tuple[str, str] | None,
-                        deadline_at: float):
-    """Run the POST in a worker thread so that nothing (DNS, a stuck TLS handshake, a
-    dribbling body) can hold `get` past its deadline: Docker would rather hear an error."""
-    import threading  # only when IAM is really asked: a warm-cache `get` imports iam for its constants
+class DeadlinePassed(Exception):
+    """The work was still running when the deadline came."""
+
+
+def run_before_deadline(work: Callable[[], object], deadline_at: float, name: str) -> object:
+    """`work()` in a daemon thread, so that nothing (DNS, a stuck TLS handshake, a dribbling
+    body) can hold `get` past its deadline: Docker would rather hear an error. The work's
+    own exception is re-raised here; DeadlinePassed when it is still running."""
+    import threading  # only when the network is really used: a warm-cache `get` never is
 
     outcome: dict[str, object] = {}
 
-    def work() -> None:
+    def target() -> None:
         try:
-            outcome["response"] = _post(url, form, basic, deadline_at)
+            outcome["value"] = work()
         except BaseException as exc:  # handed to the caller below
             outcome["error"] = exc
 
-    worker = threading.Thread(target=work, name="iam", daemon=True)
+    worker = threading.Thread(target=target, name=name, daemon=True)
     worker.start()
     worker.join(max(deadline_at - time.monotonic(), 0))
     if worker.is_alive():
-        raise IAMUnavailable(_("IAM ({url}) did not answer in time; try again, or raise "
-                               "DOCKER_CREDENTIAL_ICR_DEADLINE").format(url=url))
+        raise DeadlinePassed
     if "error" in outcome:
-        exc = outcome["error"]
-        if isinstance(exc, _OutOfTime) and exc.unreachable:
-            raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=exc))
-        if isinstance(exc, _OutOfTime):
-            raise IAMUnavailable(_("IAM ({url}) is busy ({reason}, past our deadline); try again "
-                                   "later").format(url=url, reason=exc))
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]
+
+
+def _call_with_deadline(url: str, form: dict[str, str], basic: tuple[str, str] | None,
+                        deadline_at: float):
+    try:
+        return run_before_deadline(lambda: _post(url, form, basic, deadline_at), deadline_at, "iam")
+    except DeadlinePassed:
+        raise IAMUnavailable(_("IAM ({url}) did not answer in time; try again, or raise "
+                               "DOCKER_CREDENTIAL_ICR_DEADLINE").format(url=url)) from None
+    except _OutOfTime as exc:
+        if exc.unreachable:
+            raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=exc)) from None
+        raise IAMUnavailable(_("IAM ({url}) is busy ({reason}, past our deadline); try again "
+                               "later").format(url=url, reason=exc)) from None
+    except Exception as exc:
         name = type(exc).__name__
         if "SSL" in name or "SSL" in str(exc)[:200]:
             raise IAMUnavailable(_("TLS verification failed talking to IAM ({url}); set "
-                                   "REQUESTS_CA_BUNDLE if you use a private CA").format(url=url))
-        raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=name))
-    return outcome["response"]
+                                   "REQUESTS_CA_BUNDLE if you use a private CA").format(url=url)) from None
+        raise IAMUnavailable(_("cannot reach IAM ({url}): {error}").format(url=url, error=name)) from None
 
 
 def _json_body(response) -> dict | None:

@@ -15,7 +15,6 @@ machine the link-local address would only time out. `requests` is imported here,
 
 from __future__ import annotations
 
-import threading
 import time
 
 from docker_credential_icr import iam, log, tokens
@@ -144,28 +143,20 @@ def _exchange(base: str, profile: str | None, deadline_at: float) -> dict:
 
 def _call_with_deadline(base: str, profile: str | None, deadline_at: float) -> dict:
     """Both calls in a worker thread, so nothing can hold `get` past its deadline."""
-    outcome: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            outcome["body"] = _exchange(base, profile, deadline_at)
-        except BaseException as exc:  # handed to the caller below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work, name="vpc-metadata", daemon=True)
-    worker.start()
-    worker.join(max(deadline_at - time.monotonic(), 0))
-    if worker.is_alive():
-        raise iam.IAMUnavailable(_("the metadata service ({url}) did not answer in time; is this a "
-                                   "VPC instance with the metadata service enabled?").format(url=base))
-    error = outcome.get("error")
-    if isinstance(error, HelperError):
-        raise error
-    if error is not None:
+    try:
+        body = iam.run_before_deadline(lambda: _exchange(base, profile, deadline_at),
+                                       deadline_at, "vpc-metadata")
+    except iam.DeadlinePassed:
+        message = _("the metadata service ({url}) did not answer in time; is this a "
+                    "VPC instance with the metadata service enabled?")
+        raise iam.IAMUnavailable(message.format(url=base)) from None
+    except HelperError:
+        raise
+    except Exception as error:
         raise iam.IAMUnavailable(_("cannot reach the metadata service ({url}): {error}; "
                                    "is this a VPC instance with the metadata service enabled?").format(
-            url=base, error=type(error).__name__))
-    return outcome["body"]  # type: ignore[return-value]
+            url=base, error=type(error).__name__)) from None
+    return body  # type: ignore[return-value]
 
 
 def cache_key(identity: Identity, settings: Settings) -> str:

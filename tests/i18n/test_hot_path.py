@@ -6,27 +6,12 @@ Not on an answer (API key from the environment, stored credentials), not on the
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.conftest import Helper
+from tests.protocol.test_hot_path import imported_modules
 
 I18N_MODULES = ("gettext", "locale")
-
-
-def imported_modules(helper: Helper, stdin: str, env: dict[str, str], status: int = 0) -> set[str]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "docker_credential_icr", "get"],
-                          input=stdin.encode(), capture_output=True, env={**helper.env, **env},
-                          check=False, timeout=60)
-    assert proc.returncode == status, proc
-    names = set()
-    for line in proc.stderr.decode().splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip())
-    assert "docker_credential_icr.cli" in names  # the measurement itself worked
-    return names
 
 
 def i18n_imports(names: set[str]) -> list[str]:
