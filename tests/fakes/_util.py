@@ -11,10 +11,12 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +250,26 @@ class SharedLitter:
     def active_users(self) -> int:
         """How many live users (in any process) are registered."""
         return len(self._update(lambda state: None)["users"])
+
+
+class ServedHTTP:
+    """A ThreadingHTTPServer on host:port (0: a free port) in a daemon thread.
+
+    The fake that owns it is reachable from its handler as `self.server.<owner_attr>`.
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str, port: int,
+                 owner_attr: str, owner: object, name: str,
+                 server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer) -> None:
+        self.server = server_class((host, port), handler)
+        self.server.daemon_threads = True
+        setattr(self.server, owner_attr, owner)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       daemon=True, name=f"{name}-{self.port}")
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

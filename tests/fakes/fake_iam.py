@@ -36,11 +36,11 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes._util import LOOPBACK, parse_basic_auth, write_atomically
+from tests.fakes._util import LOOPBACK, ServedHTTP, parse_basic_auth, write_atomically
 
 GRANT_APIKEY = "urn:ibm:params:oauth:grant-type:apikey"
 GRANT_REFRESH = "refresh_token"
@@ -129,8 +129,7 @@ class FakeIAM:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._down: str | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: ServedHTTP | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -173,29 +172,15 @@ class FakeIAM:
             self._serve()
 
     def _serve(self) -> None:
-        if self._server is not None:
+        if self._served is not None:
             return
-        server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        server.daemon_threads = True
-        server.iam = self  # type: ignore[attr-defined]
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            daemon=True,
-            name=f"fake-iam-{self.port}",
-        )
-        self._thread.start()
+        self._served = ServedHTTP(_Handler, self.host, self.port, "iam", self, "fake-iam")
+        self.port = self._served.port
 
     def _unserve(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        served, self._served = self._served, None
+        if served is not None:
+            served.close()
 
     # -- secrets -----------------------------------------------------------
 

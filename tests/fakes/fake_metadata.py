@@ -21,11 +21,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes._util import LOOPBACK
+from tests.fakes._util import LOOPBACK, ServedHTTP
 from tests.fakes.fake_iam import FakeIAM
 
 TOKEN_PATH = "/instance_identity/v1/token"
@@ -55,36 +55,22 @@ class FakeMetadata:
         self.default_profile: dict[str, str] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: ServedHTTP | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> FakeMetadata:
-        server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        server.daemon_threads = True
-        server.metadata = self  # type: ignore[attr-defined]
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            daemon=True,
-            name=f"fake-metadata-{self.port}",
-        )
-        self._thread.start()
+        self._served = ServedHTTP(_Handler, self.host, self.port, "metadata", self, "fake-metadata")
+        self.port = self._served.port
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        served, self._served = self._served, None
+        if served is not None:
+            served.close()
 
     def __enter__(self) -> FakeMetadata:
         return self.start()

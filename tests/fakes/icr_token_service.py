@@ -38,7 +38,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.fakes._util import LOOPBACK, basic_auth, http_request, parse_basic_auth, write_atomically
+from tests.fakes._util import (
+    LOOPBACK,
+    ServedHTTP,
+    basic_auth,
+    http_request,
+    parse_basic_auth,
+    write_atomically,
+)
 from tests.fakes.fake_iam import (
     CALLER_HEADER,
     CLI_CLIENT,
@@ -168,8 +175,7 @@ class IcrTokenService:
         self._lock = threading.Lock()
         self._key: rsa.RSAPrivateKey | None = None
         self._x5c = ""
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: ServedHTTP | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -188,28 +194,14 @@ class IcrTokenService:
         self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
         self.cert_path = self.workdir / "token-signer.pem"
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        server.daemon_threads = True
-        server.svc = self  # type: ignore[attr-defined]
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            daemon=True,
-            name=f"icr-token-svc-{self.port}",
-        )
-        self._thread.start()
+        self._served = ServedHTTP(_Handler, self.host, self.port, "svc", self, "icr-token-svc")
+        self.port = self._served.port
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        served, self._served = self._served, None
+        if served is not None:
+            served.close()
         # Remove the temp dir only if we made it; a given workdir belongs to the caller.
         if self.workdir is not None and self._given_workdir is None:
             for child in self.workdir.iterdir():

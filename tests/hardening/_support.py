@@ -29,6 +29,7 @@ from typing import Any
 
 from docker_credential_icr.hosts import BUILTIN_HOSTS, canonical_host, parse_registry_list
 from tests.conftest import Helper, Result
+from tests.fakes._util import ServedHTTP
 from tests.fakes.fake_iam import FakeIAM, _Answer, _Handler
 
 LOG_ENV = {"DOCKER_CREDENTIAL_ICR_LOG": "debug"}
@@ -274,7 +275,7 @@ class TLSRecordingIAM(RecordingIAM):
         return f"https://{self.host}:{self.port}"
 
     def _serve(self) -> None:
-        if self._server is not None:
+        if self._served is not None:
             return
         context = self._context
 
@@ -287,14 +288,9 @@ class TLSRecordingIAM(RecordingIAM):
             def handle_error(self, request: Any, client_address: Any) -> None:
                 return  # a client refusing our certificate is the point of the test
 
-        server = TLSServer((self.host, self.port), _Handler)
-        server.daemon_threads = True
-        server.iam = self  # type: ignore[attr-defined]
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"fake-iam-tls-{self.port}")
-        self._thread.start()
+        self._served = ServedHTTP(_Handler, self.host, self.port, "iam", self, "fake-iam-tls",
+                                  server_class=TLSServer)
+        self.port = self._served.port
 
 
 def make_cert(directory: Path, *, ip: str | None = "127.0.0.1", dns: str = "localhost") -> tuple[Path, Path]:
