@@ -31,10 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes._util import descendant_pids, topmost_missing, wait_until
-from tests.fakes.containers import HOST_LITTER, ContainersSandbox, HostLitterGuard
-from tests.fakes.dockerd import HOST_LITTER as DOCKERD_LITTER
-from tests.fakes.dockerd import LITTER as DOCKERD_SHARED
+from tests.fakes.containers import ContainersSandbox
 from tests.fakes.dockerd import dockerd_available
 from tests.fakes.fake_iam import GRANT_APIKEY
 from tests.fakes.icr_token_service import IcrTokenService
@@ -86,17 +83,6 @@ needs_docker_cli = pytest.mark.skipif(not _have("docker")[0], reason=_have("dock
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def no_leftovers() -> Iterator[None]:
-    """After the module: no child process alive, and no host path left that this run created
-    (checked only when no other run on the machine is using those shared paths)."""
-    litter = [p for p in (*HOST_LITTER, *DOCKERD_LITTER) if topmost_missing(p) is not None]
-    yield
-    assert wait_until(lambda: not descendant_pids(os.getpid()), 10), descendant_pids(os.getpid())
-    if HostLitterGuard().active_users() == 0 and DOCKERD_SHARED.active_users() == 0:
-        assert [p for p in litter if p.exists()] == []
 
 
 @pytest.fixture(scope="module")

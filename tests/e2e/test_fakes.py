@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -30,15 +29,11 @@ import pytest
 from tests.fakes import registry as registry_mod
 from tests.fakes._util import (
     basic_auth,
-    descendant_pids,
     http_request,
     pid_alive,
-    topmost_missing,
     wait_until,
 )
-from tests.fakes.containers import HOST_LITTER, ContainersSandbox, HostLitterGuard
-from tests.fakes.dockerd import HOST_LITTER as DOCKERD_LITTER
-from tests.fakes.dockerd import LITTER as DOCKERD_SHARED
+from tests.fakes.containers import ContainersSandbox
 from tests.fakes.dockerd import Dockerd, dockerd_available, plain_docker_config
 from tests.fakes.fake_iam import GRANT_APIKEY, GRANT_CR_TOKEN, GRANT_REFRESH, FakeIAM
 from tests.fakes.icr_token_service import IcrTokenService, parse_scope
@@ -86,20 +81,6 @@ def iam() -> Iterator[FakeIAM]:
     with FakeIAM() as fake:
         fake.add_api_key(API_KEY)
         yield fake
-
-
-@pytest.fixture(scope="module")
-def no_leftovers() -> Iterator[None]:
-    """After the module: no child process still alive, no host path left that the run created.
-
-    The host paths are shared with any other test run going on at the same
-    time; they are only checked when no other run is using them.
-    """
-    litter = [p for p in (*HOST_LITTER, *DOCKERD_LITTER) if topmost_missing(p) is not None]
-    yield
-    assert wait_until(lambda: not descendant_pids(os.getpid()), 10), descendant_pids(os.getpid())
-    if HostLitterGuard().active_users() == 0 and DOCKERD_SHARED.active_users() == 0:
-        assert [p for p in litter if p.exists()] == []
 
 
 @pytest.fixture(scope="module")

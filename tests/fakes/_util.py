@@ -273,3 +273,32 @@ class ServedHTTP:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    """Thin HTTP layer of a fake: every method goes to `server.<owner_attr>.handle(self, method)`."""
+
+    owner_attr = ""
+    sys_version = ""
+    # One request per connection: `down()` and `stop()` then take effect at once.
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        self._run("GET")
+
+    def do_POST(self) -> None:
+        self._run("POST")
+
+    def _run(self, method: str) -> None:
+        try:
+            getattr(self.server, self.owner_attr).handle(self, method)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a deadline in the helper): not our problem
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines may carry tokens (/_fake/validate?token=…): never print them.
+        return
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""

@@ -36,11 +36,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes._util import LOOPBACK, ServedHTTP, parse_basic_auth, write_atomically
+from tests.fakes._util import LOOPBACK, FakeHandler, ServedHTTP, parse_basic_auth, write_atomically
 
 GRANT_APIKEY = "urn:ibm:params:oauth:grant-type:apikey"
 GRANT_REFRESH = "refresh_token"
@@ -527,33 +526,11 @@ class FakeIAM:
         h.deliver(answer, **kwargs)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     """Thin HTTP layer; all logic is in FakeIAM.handle."""
 
     server_version = "fake-iam"
-    sys_version = ""
-    # One request per connection: `down()` and `stop()` then take effect at once.
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
-        self._run("POST")
-
-    def do_GET(self) -> None:
-        self._run("GET")
-
-    def _run(self, method: str) -> None:
-        try:
-            self.server.iam.handle(self, method)  # type: ignore[attr-defined]
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a deadline in the helper): not our problem
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Request lines may carry tokens (/_fake/validate?token=…): never print them.
-        return
-
-    def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    owner_attr = "iam"
 
     def reset(self) -> None:
         # SO_LINGER 0 makes close() send RST: the client sees "connection reset".

@@ -21,11 +21,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes._util import LOOPBACK, ServedHTTP
+from tests.fakes._util import LOOPBACK, FakeHandler, ServedHTTP
 from tests.fakes.fake_iam import FakeIAM
 
 TOKEN_PATH = "/instance_identity/v1/token"
@@ -186,32 +185,12 @@ class FakeMetadata:
         return 200, self.iam.issue_profile_token(profile["profile_id"])
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     server_version = "fake-metadata"
-    sys_version = ""
-    protocol_version = "HTTP/1.0"
+    owner_attr = "metadata"
 
     def do_PUT(self) -> None:
         self._run("PUT")
-
-    def do_POST(self) -> None:
-        self._run("POST")
-
-    def do_GET(self) -> None:
-        self._run("GET")
-
-    def _run(self, method: str) -> None:
-        try:
-            self.server.metadata.handle(self, method)  # type: ignore[attr-defined]
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # request lines are not secret here, but keep test output quiet
-
-    def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def deliver(self, status: int, body: bytes) -> None:
         self.send_response(status)
